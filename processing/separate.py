@@ -1,0 +1,169 @@
+"""Separate: remove vocals, keep the instrumental (and the stems).
+
+"Instrumental" is defined by ``SeparateConfig.instrumental_mode``:
+- ``sum`` (default): the sum of every non-vocal stem the model outputs
+  (drums + bass + other, plus guitar + piano with htdemucs_6s);
+- ``residual``: the input mix minus the vocal stem (keeps whatever the model
+  failed to assign to any stem, at the price of vocal bleed).
+
+A Separator takes several songs at once so that segments of many songs can be
+batched into one forward pass. This module holds the protocol, the cached
+driver, the trivial ``none`` separator and the factory; the model-backed
+separators live in their own modules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from . import audio_io
+from .cache import StageCache
+from .config import SeparateConfig
+from .types import AudioData, Failure, SeparatedSong, Song
+
+STAGE_VERSION = "1"
+VOCAL_STEMS = ("vocals",)
+
+
+class SeparatorError(RuntimeError):
+    """The separator cannot run (e.g. missing weights); the message says how to fix it."""
+
+
+class Separator(Protocol):
+    name: str  # recorded in the table, e.g. "htdemucs"
+    stems: list[str]  # stem names the separator outputs, "vocals" among them if it separates vocals
+
+    def cache_params(self) -> dict:
+        """Everything that changes the output (model, weights signature, shifts, ...)."""
+
+    def separate_many(self, mixes: list[AudioData]) -> list[dict[str, AudioData]]:
+        """Stems for each mix, each at the mix's rate and channel count."""
+
+
+@dataclass
+class PassThroughSeparator:
+    """For inputs that are already instrumental: the mix is the instrumental."""
+
+    name: str = "none"
+    stems: list[str] = field(default_factory=list)
+
+    def cache_params(self) -> dict:
+        return {"name": self.name}
+
+    def separate_many(self, mixes: list[AudioData]) -> list[dict[str, AudioData]]:
+        return [{} for _ in mixes]
+
+
+def make_separator(cfg: SeparateConfig) -> Separator:
+    """Build the configured separator; load weights now so a missing file fails before any work."""
+    if cfg.model == "none":
+        return PassThroughSeparator()
+    if cfg.model == "offline":
+        from .offline_separator import OfflineSeparator
+
+        return OfflineSeparator(cfg)
+    from .demucs_separator import DemucsSeparator
+
+    return DemucsSeparator(cfg)
+
+
+def instrumental_from_stems(mix: AudioData, stems: dict[str, AudioData], mode: str) -> AudioData:
+    if not stems:
+        return mix
+    if mode == "residual":
+        vocals = sum((s.samples for n, s in stems.items() if n in VOCAL_STEMS), np.zeros_like(mix.samples))
+        return AudioData(mix.samples - vocals, mix.sample_rate)
+    rest = [s.samples for n, s in stems.items() if n not in VOCAL_STEMS]
+    if not rest:
+        raise SeparatorError("the separator returned no non-vocal stem")
+    return AudioData(np.sum(rest, axis=0, dtype=np.float32), mix.sample_rate)
+
+
+def _scaled(audio: AudioData, gain: float) -> AudioData:
+    return audio if gain == 1.0 else AudioData(audio.samples * np.float32(gain), audio.sample_rate)
+
+
+@dataclass
+class SeparationResult:
+    separated: list[SeparatedSong] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def _load_cached(song: Song, entry, name: str) -> SeparatedSong:
+    meta = entry.read_meta()
+    stems = {n: entry.path / rel for n, rel in meta["stems"].items()}
+    return SeparatedSong(song=song, instrumental_path=entry.path / "instrumental.flac", stem_paths=stems,
+                         sample_rate=int(meta["sample_rate"]), model=meta["model"])
+
+
+def separate_songs(
+    songs: list[Song],
+    separator: Separator,
+    cfg: SeparateConfig,
+    cache: StageCache,
+    songs_per_group: int = 4,
+    on_song_done: Optional[Callable[[Song], None]] = None,
+) -> SeparationResult:
+    """Separate every song, reusing cached outputs; songs without work are grouped for batching.
+
+    Songs flagged ``instrumental`` skip the model (pass-through), whatever the separator.
+    """
+    result = SeparationResult()
+    passthrough = PassThroughSeparator()
+    pending: list[tuple[Song, object, Separator]] = []
+    for song in songs:
+        sep = passthrough if song.instrumental else separator
+        params = {"separator": sep.cache_params(), "mode": cfg.instrumental_mode}
+        entry = cache.entry("separate", STAGE_VERSION, song.content_hash, params)
+        if entry.is_done():
+            cache.record("separate", hit=True)
+            result.separated.append(_load_cached(song, entry, sep.name))
+            if on_song_done:
+                on_song_done(song)
+        else:
+            pending.append((song, entry, sep))
+
+    for sep in {id(s): s for _, _, s in pending}.values():
+        todo = [(song, entry) for song, entry, s in pending if s is sep]
+        for start in range(0, len(todo), max(1, songs_per_group)):
+            group = todo[start:start + songs_per_group]
+            mixes: list[tuple[Song, object, AudioData]] = []
+            for song, entry in group:
+                try:
+                    mixes.append((song, entry, audio_io.decode(song.audio_path)))
+                except audio_io.AudioDecodeError as exc:
+                    result.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
+            if not mixes:
+                continue
+            try:
+                outputs = sep.separate_many([m for _, _, m in mixes])
+            except (RuntimeError, ValueError) as exc:
+                for song, _, _ in mixes:
+                    result.failures.append(Failure(song.song_id, "separate", f"{sep.name} failed: {exc}", "separate"))
+                continue
+            for (song, entry, mix), stems in zip(mixes, outputs):
+                folder = entry.begin()
+                instrumental = instrumental_from_stems(mix, stems, cfg.instrumental_mode)
+                # 24-bit FLAC keeps the cache a third of float WAV's size; one common gain
+                # (only ever < 1) keeps the instrumental and every stem below full scale.
+                peak = max([float(np.abs(instrumental.samples).max(initial=0.0))]
+                           + [float(np.abs(a.samples).max(initial=0.0)) for a in stems.values()])
+                gain = min(1.0, 0.999 / peak) if peak > 0 else 1.0
+                audio_io.write(folder / "instrumental.flac", _scaled(instrumental, gain), subtype="PCM_24")
+                stem_rel = {}
+                for name, audio in stems.items():
+                    rel = f"stems/{name}.flac"
+                    audio_io.write(folder / rel, _scaled(audio, gain), subtype="PCM_24")
+                    stem_rel[name] = rel
+                entry.finish({"model": sep.name, "sample_rate": mix.sample_rate, "stems": stem_rel, "gain": gain,
+                              "song_id": song.song_id, "content_hash": song.content_hash})
+                cache.record("separate", hit=False)
+                result.separated.append(_load_cached(song, entry, sep.name))
+                if on_song_done:
+                    on_song_done(song)
+    order = {s.song_id: i for i, s in enumerate(songs)}
+    result.separated.sort(key=lambda s: order[s.song.song_id])
+    return result

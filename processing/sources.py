@@ -1,0 +1,111 @@
+"""Read a sources file (YAML or CSV) into SourceSpec items.
+
+YAML: either a list, or a mapping with a ``songs:`` list (and optionally a
+``config:`` mapping, read by scripts/build.py). Each item is a string (path or
+URL) or a mapping with ``location`` (alias ``url``/``path``) and optional
+metadata: artist, title, genre, moods, licence, keywords, split, song_id,
+instrumental. CSV: a header row with the same column names; list columns
+(moods, keywords) are separated by ``;``. Relative paths are resolved against
+the sources file's folder.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .types import SourceSpec
+
+
+class SourcesError(ValueError):
+    """The sources file is malformed; the message names the file and the entry."""
+
+
+_ALIASES = {"url": "location", "path": "location", "file": "location", "license": "licence", "mood": "moods", "id": "song_id"}
+_LIST_FIELDS = {"moods", "keywords"}
+_FIELDS = {f.name for f in dataclasses.fields(SourceSpec)}
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        sep = ";" if ";" in value else ","
+        return [v.strip() for v in value.split(sep) if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def spec_from_mapping(item: dict[str, Any], base_dir: Path | None, where: str) -> SourceSpec:
+    data: dict[str, Any] = {}
+    for key, value in item.items():
+        name = _ALIASES.get(str(key).strip().lower(), str(key).strip().lower())
+        if name not in _FIELDS:
+            raise SourcesError(f"{where}: unknown field {key!r}; known: {', '.join(sorted(_FIELDS))}")
+        data[name] = value
+    location = data.get("location")
+    if not location or not str(location).strip():
+        raise SourcesError(f"{where}: no location (a path or URL) given")
+    for name in _LIST_FIELDS:
+        if name in data:
+            data[name] = _as_list(data[name])
+    if "instrumental" in data and isinstance(data["instrumental"], str):
+        data["instrumental"] = data["instrumental"].strip().lower() in ("1", "true", "yes")
+    for name in ("artist", "title", "genre", "licence", "split", "song_id"):
+        if data.get(name) in ("", None):
+            data.pop(name, None)
+        elif name in data:
+            data[name] = str(data[name]).strip()
+    if data.get("split") not in (None, "train", "validation", "test"):
+        raise SourcesError(f"{where}: split must be train, validation or test, not {data['split']!r}")
+    spec = SourceSpec(**data)
+    spec.location = str(spec.location).strip()
+    if not spec.is_url:
+        local = Path(spec.location.removeprefix("file://")).expanduser()
+        if base_dir is not None and not local.is_absolute():
+            local = base_dir / local
+        spec.location = str(local)
+    return spec
+
+
+def specs_from_items(items: Iterable[Any], base_dir: Path | None = None, origin: str = "sources") -> list[SourceSpec]:
+    specs = []
+    for i, item in enumerate(items):
+        where = f"{origin} entry {i + 1}"
+        if isinstance(item, (str, Path)):
+            item = {"location": str(item)}
+        if not isinstance(item, dict):
+            raise SourcesError(f"{where}: expected a path, URL or mapping, got {item!r}")
+        specs.append(spec_from_mapping(item, base_dir, where))
+    return specs
+
+
+def read_sources(path: Path) -> tuple[list[SourceSpec], dict[str, Any]]:
+    """Return the songs of a sources file and its embedded ``config:`` mapping (may be empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourcesError(f"sources file {path} does not exist")
+    base = path.parent.resolve()
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as fh:
+            rows = [{k: v for k, v in row.items() if k is not None} for row in csv.DictReader(fh)]
+        return specs_from_items(rows, base, str(path)), {}
+    if path.suffix.lower() in (".txt", ".list"):
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        return specs_from_items([ln for ln in lines if ln and not ln.startswith("#")], base, str(path)), {}
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SourcesError(f"{path}: not valid YAML: {exc}") from exc
+    config: dict[str, Any] = {}
+    if isinstance(doc, dict):
+        config = doc.get("config") or {}
+        unknown = set(doc) - {"songs", "config"}
+        if unknown:
+            raise SourcesError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected songs and config")
+        doc = doc.get("songs") or []
+    if not isinstance(doc, list):
+        raise SourcesError(f"{path}: expected a list of songs or a mapping with 'songs:'")
+    return specs_from_items(doc, base, str(path)), config
