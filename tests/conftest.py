@@ -1,0 +1,25 @@
+"""Shared fixtures: the real clips in ../shared/audio and synthetic songs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_AUDIO = Path(os.environ.get("MUSIC_MIXER_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
+
+SONG_WITH_VOCALS = "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg"  # 133.0 s, 44.1 kHz stereo
+VIBE_ACE = "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"  # 61.5 s, jazz instrumental
+VIBE_ACE_LOWQ = "Kevin_MacLeod_-_Vibe_Ace.lowq-22k-mono.ogg"  # the same recording, 22.05 kHz mono
+DRUM_BASS = "admiralbob77_-_Choice_-_Drum-bass.hq.ogg"  # 25.0 s, drums and bass only
+PIANO = "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.hq.ogg"  # 70.8 s solo piano
+SPEECH = "198-209-0000.hq.ogg"  # 13.9 s read speech, 16 kHz mono
+BIRD = "456440__inspectorj__bird-whistling-robin-single-13.hq.ogg"  # 2.7 s bird call
+
+
+@pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    if not (SHARED_AUDIO / SONG_WITH_VOCALS).is_file():
+        pytest.fail(f"real test clips not found in {SHARED_AUDIO} (expected ../shared/audio beside the repo)")
+    return SHARED_AUDIO
