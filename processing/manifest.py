@@ -141,7 +141,7 @@ def list_build_files(build_dir: Path) -> list[Path]:
         if not is_publish_manifest(top):
             raise ManifestError(f"{top}: the name {MANIFEST_NAME} at the top of a build is reserved for the publish manifest")
         found.remove(top)
-    return found
+    return sorted(found, key=lambda p: p.relative_to(build_dir).as_posix())
 
 
 def _load_hash_cache(build_dir: Path) -> dict[str, list]:
