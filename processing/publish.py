@@ -269,6 +269,16 @@ def _remote_sha256(client: Any, bucket: str, key: str) -> Optional[str]:
         raise translate_error(exc, f"s3://{bucket}/{key}", "inspect") from exc
 
 
+def _remote_exists(client: Any, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if _is_not_found(exc):
+            return False
+        raise translate_error(exc, f"s3://{bucket}/{key}", "inspect") from exc
+
+
 class _Progress(BaseSubscriber):
     def __init__(self, bar: Any):
         self.bar = bar
@@ -429,39 +439,58 @@ def publish_build(
             client.delete_objects(Bucket=base.bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]], "Quiet": True})
     report.stale_removed = [k[len(version_prefix):] for k in stale]
 
-    # Bytes already published in the latest version are copied inside the store, not re-sent.
+    # Bytes already in the store (the latest version, or this version's objects) are copied
+    # inside it, not re-sent; a file repeated inside the build is sent once and copied after.
     copy_from: dict[str, str] = {}
     latest = read_latest(client, base, name)
     if latest is not None and latest["version"] != version and todo:
         previous, _ = _read_manifest(client, base.bucket, base.key(name, latest["version"], MANIFEST_NAME))
         if previous is not None:
             copy_from = {f.sha256: base.key(name, previous.version, f.path) for f in previous.files}
+    copy_from.update({f.sha256: k for k, f in wanted.items() if remote_sha.get(k) == f.sha256})
+    first: list[tuple[ManifestFile, Optional[str]]] = []
+    repeats: list[ManifestFile] = []
+    sent: dict[str, str] = {}
+    for f in todo:
+        if f.sha256 in copy_from:
+            first.append((f, copy_from[f.sha256]))
+        elif f.sha256 in sent:
+            repeats.append(f)
+        else:
+            sent[f.sha256] = base.key(name, version, f.path)
+            first.append((f, None))
 
     bar = _progress_bar(sum(f.size for f in todo), f"publish {name}/{version}", progress)
+
+    def run(manager: Any, jobs: list[tuple[ManifestFile, Optional[str]]]) -> None:
+        futures = []
+        for f, source in jobs:
+            key = base.key(name, version, f.path)
+            extra = {"Metadata": {SHA_META: f.sha256}, "ContentType": _content_type(f.path)}
+            if source is not None:
+                extra["MetadataDirective"] = "REPLACE"
+                future = manager.copy({"Bucket": base.bucket, "Key": source}, base.bucket, key, extra_args=extra, subscribers=[_Progress(bar)])
+            else:
+                future = manager.upload(str(build_dir / f.path), base.bucket, key, extra_args=extra, subscribers=[_Progress(bar)])
+            futures.append((f, key, source, future))
+        for f, key, source, future in futures:
+            with _s3_errors(f"s3://{base.bucket}/{key}", "upload" if source is None else "copy"):
+                future.result()
+            now = (build_dir / f.path).stat()
+            if source is None and (now.st_size, now.st_mtime_ns) != (stats[f.path].st_size, stats[f.path].st_mtime_ns):
+                raise PublishError(f"{build_dir / f.path}: file changed while it was being published; publish again")
+            if source is None:
+                report.uploaded.append(f.path)
+                report.bytes_uploaded += f.size
+            else:
+                report.copied.append(f.path)
+            if on_file_done is not None:
+                on_file_done(f)
+
     try:
         with create_transfer_manager(client, transfer) as manager:
-            jobs = []
-            for f in todo:
-                key = base.key(name, version, f.path)
-                extra = {"Metadata": {SHA_META: f.sha256}, "ContentType": _content_type(f.path)}
-                if f.sha256 in copy_from:
-                    source = {"Bucket": base.bucket, "Key": copy_from[f.sha256]}
-                    future = manager.copy(source, base.bucket, key, extra_args={**extra, "MetadataDirective": "REPLACE"}, subscribers=[_Progress(bar)])
-                    jobs.append((f, key, future, True))
-                else:
-                    future = manager.upload(str(build_dir / f.path), base.bucket, key, extra_args=extra, subscribers=[_Progress(bar)])
-                    jobs.append((f, key, future, False))
-            for f, key, future, copied in jobs:
-                with _s3_errors(f"s3://{base.bucket}/{key}", "copy" if copied else "upload"):
-                    future.result()
-                now = (build_dir / f.path).stat()
-                if not copied and (now.st_size, now.st_mtime_ns) != (stats[f.path].st_size, stats[f.path].st_mtime_ns):
-                    raise PublishError(f"{build_dir / f.path}: file changed while it was being published; publish again")
-                (report.copied if copied else report.uploaded).append(f.path)
-                if not copied:
-                    report.bytes_uploaded += f.size
-                if on_file_done is not None:
-                    on_file_done(f)
+            run(manager, first)
+            run(manager, [(f, sent[f.sha256]) for f in repeats])
     finally:
         bar.close()
 
@@ -599,6 +628,6 @@ def list_versions(uri: str, endpoint_url: Optional[str] = None, region: Optional
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 version = common["Prefix"][len(prefix):].strip("/")
-                if _get_bytes(client, loc.bucket, f"{prefix}{version}/{MANIFEST_NAME}") is not None:
+                if _remote_exists(client, loc.bucket, f"{prefix}{version}/{MANIFEST_NAME}"):
                     versions.append(version)
     return sorted(versions)

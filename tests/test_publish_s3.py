@@ -162,6 +162,15 @@ def test_new_version_sends_only_changed_bytes_and_latest_moves_only_forward(s3, 
     assert _remote_json(s3, cfg, "mm/latest.json")["version"] == "v2"
 
 
+def test_a_file_repeated_inside_the_build_is_sent_once(s3, cfg, build, tmp_path):  # noqa: F811
+    (build / "hf" / "data").mkdir(parents=True)
+    shutil.copy(build / BIG, build / "hf" / "data" / "long_stereo.wav")  # e.g. shards shared by two exports
+    report = publish_build(build, cfg, "mm", "v1", progress=False)
+    assert report.copied == ["hf/data/long_stereo.wav"] and BIG in report.uploaded and len(report.uploaded) == 7
+    dest = pull_version(f"{cfg.s3_uri}/mm/v1", tmp_path / "pulled", endpoint_url=cfg.endpoint_url)
+    assert (dest / "hf/data/long_stereo.wav").read_bytes() == (build / BIG).read_bytes()
+
+
 def test_crash_between_manifest_and_latest_is_repaired_by_a_rerun(s3, cfg, build):  # noqa: F811
     publish_build(build, cfg, "mm", "v1", progress=False)
     loc = parse_s3_uri(cfg.s3_uri)
