@@ -118,10 +118,14 @@ class PublishReport:
     manifest_uri: str = ""
     latest_version: Optional[str] = None  # what latest.json names after this run
     already_published: bool = False  # the version existed with identical content: nothing was done
+    dry_run: bool = False  # nothing was written: the lists say what would be sent/copied/removed
     seconds: float = 0.0
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def summary(self) -> str:
-        state = "already published (no-op)" if self.already_published else "published"
+        state = "already published (no-op)" if self.already_published else "dry run, would be published" if self.dry_run else "published"
         return (
             f"{self.uri}: {state}; {self.files} files, {self.bytes_total / MB:.1f} MiB; "
             f"uploaded {len(self.uploaded)} ({self.bytes_uploaded / MB:.1f} MiB), copied {len(self.copied)}, "
@@ -434,7 +438,7 @@ def publish_build(
 
     # Leftovers of an unfinished upload of other content: the version folder must equal its manifest.
     stale = sorted(k for k in present if k not in wanted)
-    for i in range(0, len(stale), 1000):
+    for i in range(0, 0 if cfg.dry_run else len(stale), 1000):
         with _s3_errors(f"s3://{base.bucket}/{version_prefix}", "remove stale objects"):
             client.delete_objects(Bucket=base.bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]], "Quiet": True})
     report.stale_removed = [k[len(version_prefix):] for k in stale]
@@ -459,6 +463,15 @@ def publish_build(
         else:
             sent[f.sha256] = base.key(name, version, f.path)
             first.append((f, None))
+
+    if cfg.dry_run:  # what would be sent, copied and removed; nothing is written
+        report.dry_run = True
+        report.uploaded = [f.path for f, source in first if source is None]
+        report.bytes_uploaded = sum(f.size for f, source in first if source is None)
+        report.copied = [f.path for f, source in first if source is not None] + [f.path for f in repeats]
+        report.latest_version = latest["version"] if latest else None
+        report.seconds = time.monotonic() - started
+        return report
 
     bar = _progress_bar(sum(f.size for f in todo), f"publish {name}/{version}", progress)
 

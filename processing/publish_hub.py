@@ -70,6 +70,12 @@ class HubPushPlan:
     def total_bytes(self) -> int:
         return sum(op.size for op in self.files)
 
+    def __str__(self) -> str:
+        if self.dry_run:
+            return self.describe()
+        state = "already published (no-op)" if self.already_published else "pushed" if self.pushed else "not pushed"
+        return f"datasets/{self.repo_id} tag {self.version}: {state}; {len(self.files)} files, {self.total_bytes / MB:.2f} MiB in {len(self.commits)} commit(s)"
+
     def describe(self) -> str:
         """Human-readable plan: each commit and each file with its size."""
         lines = [

@@ -171,6 +171,15 @@ def test_a_file_repeated_inside_the_build_is_sent_once(s3, cfg, build, tmp_path)
     assert (dest / "hf/data/long_stereo.wav").read_bytes() == (build / BIG).read_bytes()
 
 
+def test_dry_run_lists_what_would_be_sent_and_writes_nothing(s3, cfg, build):  # noqa: F811
+    publish_build(build, cfg, "mm", "v1", progress=False)
+    (build / "report.json").write_text(json.dumps({"chunks": 9}))
+    before = _keys(s3, cfg)
+    plan = publish_build(build, replace(cfg, dry_run=True), "mm", "v2", progress=False)
+    assert plan.dry_run and plan.uploaded == ["report.json"] and len(plan.copied) == 6 and plan.latest_version == "v1"
+    assert "dry run" in str(plan) and _keys(s3, cfg) == before
+
+
 def test_crash_between_manifest_and_latest_is_repaired_by_a_rerun(s3, cfg, build):  # noqa: F811
     publish_build(build, cfg, "mm", "v1", progress=False)
     loc = parse_s3_uri(cfg.s3_uri)
