@@ -279,7 +279,13 @@ def push_to_hub(
             info = api.create_commit(repo_id, commit.to_operations(), commit_message=commit.message, repo_type="dataset")
             plan.commit_urls.append(str(getattr(info, "commit_url", info)))
         api.create_tag(repo_id, tag=version, tag_message=f"dataset version {version}", repo_type="dataset")
+    except PublishError:
+        raise
     except HfHubHTTPError as exc:
         raise _hub_error(exc, repo_id, "push") from exc
+    except (OSError, ValueError) as exc:  # connection errors (httpx/requests derive from these or RuntimeError)
+        raise PublishError(f"datasets/{repo_id}: push failed: cannot reach the Hub ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # the Hub client raises many kinds; name the repo whatever it was
+        raise PublishError(f"datasets/{repo_id}: push failed: {type(exc).__name__}: {exc}") from exc
     plan.pushed = True
     return plan

@@ -10,6 +10,7 @@ IAM users and policies.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.request
 import uuid
@@ -70,6 +71,7 @@ def _fake_keys() -> dict[str, str]:
 def s3() -> Iterator[S3Server]:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request in test logs
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -133,3 +133,14 @@ def test_bad_repo_ids_versions_and_missing_token(hf_folder, monkeypatch, tmp_pat
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
     with pytest.raises(PublishError, match="datasets/someone/tiny-music: no Hugging Face token"):
         push_to_hub(hf_folder, "someone/tiny-music", "v1")
+
+
+def test_an_unreachable_hub_is_a_clear_error(hf_folder, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(PublishError, match="datasets/someone/tiny-music: push failed"):
+        push_to_hub(hf_folder, "someone/tiny-music", "v1", token="hf_not_a_real_token")
