@@ -228,7 +228,7 @@ def build_manifest(
         name=name,
         version=version,
         files=files,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         code_version=__version__,
         git_commit=git_commit(),
         build_config=read_build_config(build_dir),

@@ -356,7 +356,7 @@ def _update_latest(client: Any, base: S3Location, manifest: Manifest, manifest_b
     if current is not None:
         if current.get("version") == manifest.version and current.get("manifest_sha256") == json.loads(record)["manifest_sha256"]:
             return manifest.version
-        if current.get("version") != manifest.version and str(current.get("published_at", "")) > manifest.created_at:
+        if current.get("version") != manifest.version and str(current.get("published_at", "")) >= manifest.created_at:
             return current["version"]  # republishing an older version never moves latest back
     _put_json(client, base.bucket, base.key(manifest.name, LATEST_NAME), record)
     return manifest.version
@@ -574,6 +574,17 @@ def pull_version(
     """
     base, name, version = resolve_version_uri(uri)
     client = s3_client(endpoint_url, region, max_pool=max(10, max_concurrency + 4), anonymous_ok=True, where=uri)
+    try:
+        return _pull(client, uri, base, name, version, dest, max_concurrency, progress)
+    except PublishError as exc:
+        if client.meta.config.signature_version is UNSIGNED and "access denied" in str(exc):
+            raise PublishError(f"{exc} (no AWS credentials were found, so the request was sent unsigned)") from exc
+        raise
+
+
+def _pull(
+    client: Any, uri: str, base: S3Location, name: str, version: str, dest: Optional[Path], max_concurrency: int, progress: bool
+) -> Path:
     with _s3_errors(f"s3://{base.bucket}", "open bucket"):
         client.head_bucket(Bucket=base.bucket)
     expected_manifest_sha = None

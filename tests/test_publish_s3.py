@@ -253,11 +253,13 @@ def test_missing_credentials_are_reported(cfg, build, monkeypatch):
         publish_build(build, cfg, "mm", "v1", progress=False)
 
 
-def test_access_denied_names_the_bucket_and_key(s3, cfg, build, monkeypatch):  # noqa: F811
+def test_access_denied_names_the_bucket_and_key(s3, cfg, build, monkeypatch, tmp_path):  # noqa: F811
     # moto authorises HeadBucket as "s3:HeadBucket" (AWS itself checks s3:ListBucket): allow both.
     reader = s3.iam_user(["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"])
     nobody = s3.iam_user([])
     bucket = parse_s3_uri(cfg.s3_uri).bucket
+    published = replace(cfg, s3_uri=f"s3://{s3.new_bucket()}/p")
+    publish_build(build, published, "mm", "v1", progress=False)
     with s3.enforce_auth():
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader["aws_access_key_id"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader["aws_secret_access_key"])
@@ -267,7 +269,17 @@ def test_access_denied_names_the_bucket_and_key(s3, cfg, build, monkeypatch):  #
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", nobody["aws_secret_access_key"])
         with pytest.raises(PublishError, match=rf"s3://{bucket}: open bucket: access denied"):
             publish_build(build, cfg, "mm", "v1", progress=False)
+        with pytest.raises(PublishError, match=rf"{published.s3_uri[:-2]}: open bucket: access denied"):
+            pull_version(f"{published.s3_uri}/mm/v1", tmp_path / "denied", endpoint_url=cfg.endpoint_url)
     assert _keys(s3, cfg) == {}  # nothing was written
+
+
+def test_pull_without_credentials_is_unsigned_and_says_so_when_denied(cfg, build, monkeypatch, tmp_path):
+    publish_build(build, cfg, "mm", "v1", progress=False)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(PublishError, match=r"mm/latest\.json: read: access denied .*no AWS credentials were found, so the request was sent unsigned"):
+        pull_version(f"{cfg.s3_uri}/mm/latest", tmp_path / "pulled", endpoint_url=cfg.endpoint_url)  # a private bucket
 
 
 def test_manifest_scan_skips_hidden_paths_and_rejects_unsafe_ones(build):
