@@ -149,7 +149,10 @@ def s3_client(
     where: str = "S3",
 ) -> Any:
     """An S3 client from boto3's normal credential chain; ``anonymous_ok`` falls back to unsigned requests."""
-    session = boto3.session.Session(region_name=region)
+    try:
+        session = boto3.session.Session(region_name=region)
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise PublishError(f"{where}: cannot set up AWS credentials ({exc})") from exc
     options: dict[str, Any] = dict(
         retries={"max_attempts": max_attempts, "mode": retry_mode},
         connect_timeout=timeout_s,
@@ -171,6 +174,10 @@ def s3_client(
 
 
 def _client_for(cfg: PublishConfig, where: str) -> Any:
+    if cfg.retry_mode not in ("standard", "adaptive", "legacy"):
+        raise PublishError(f"publish.retry_mode must be standard, adaptive or legacy, got {cfg.retry_mode!r}")
+    if cfg.max_attempts < 1:
+        raise PublishError(f"publish.max_attempts must be >= 1, got {cfg.max_attempts}")
     return s3_client(
         cfg.endpoint_url,
         cfg.region,

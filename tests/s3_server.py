@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 import uuid
 from contextlib import contextmanager

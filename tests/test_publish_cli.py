@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import BIRD, REPO, SPEECH
 from s3_server import aws_env, s3  # noqa: F401  (fixtures)
 
