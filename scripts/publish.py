@@ -62,7 +62,7 @@ def recorded_name_version(build_dir: Path) -> tuple[Optional[str], Optional[str]
     info = _read_json(build_dir / "build_info.json")
     config = _read_json(build_dir / "config.json").get("build") or {}
     settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
-    name = settings.get("name") or info.get("name") or config.get("name")
+    name = settings.get("name") or (settings.get("build") or {}).get("name") or info.get("name") or config.get("name")
     version = settings.get("version") or info.get("version") or config.get("version")
     return (str(name) if name else None), (str(version) if version else None)
 
