@@ -23,7 +23,7 @@ def test_publish_then_list_and_pull_from_the_command_line(s3, aws_env, shared_au
     build = tmp_path / "build"
     (build / "audio").mkdir(parents=True)
     shutil.copy(shared_audio / BIRD, build / "audio" / "bird.ogg")
-    (build / "report.json").write_text(json.dumps({"settings": {"build": {"name": "tiny"}, "version": "2026.11.24-1"}})  # as processing.report writes it)
+    (build / "report.json").write_text(json.dumps({"settings": {"build": {"name": "tiny"}, "version": "2026.11.24-1"}}))  # as processing.report writes it
     uri = f"s3://{s3.new_bucket()}/sets"
 
     dry = _run("publish.py", str(build), "--s3", uri, "--endpoint-url", s3.endpoint_url, "--dry-run", "--no-progress")
