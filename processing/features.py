@@ -53,6 +53,7 @@ class Features:
     low_harmonic_ratio: float  # harmonic energy in 30-200 Hz, share of all energy (bass)
     below_1k_ratio: float  # energy share below 1 kHz (almost all music puts energy here)
     pulse: float  # peak onset-envelope autocorrelation at 50-200 BPM lags: rhythmic regularity, 0..1
+    low_energy_ratio: float  # share of ~46 ms frames quieter than half the mean RMS (speech ~0.4, sustained music ~0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,8 +151,6 @@ def spectral_cues(x: np.ndarray, rate: int = FEATURE_RATE) -> dict[str, float]:
     centroid = librosa.feature.spectral_centroid(S=mag, sr=rate)[0]
     perc_mag = np.abs(percussive)
     flatness = librosa.feature.spectral_flatness(S=perc_mag + 1e-10)[0]
-    perc_energy = (perc_mag**2).sum(axis=0)
-    weights = perc_energy / (perc_energy.sum() or 1.0)
     onset = librosa.onset.onset_strength(S=librosa.amplitude_to_db(mag, ref=np.max), sr=rate, hop_length=hop)
     pulse = 0.0
     onset = onset - onset.mean()
@@ -162,10 +161,13 @@ def spectral_cues(x: np.ndarray, rate: int = FEATURE_RATE) -> dict[str, float]:
         window = (lags >= int(60 / 200 * rate / hop)) & (lags <= int(60 / 50 * rate / hop))
         if window.any():
             pulse = float(max(0.0, ac[window].max()))
+    rms = np.sqrt(frame_energy)
+    low_energy = float(np.mean(rms < 0.5 * rms.mean())) if rms.mean() > 0 else 1.0
     return {
+        "low_energy_ratio": low_energy,
         "brightness_hz": float(centroid[loud].mean()) if loud.any() else 0.0,
         "percussive_ratio": share(percussive, 0, rate),
-        "percussive_flatness": float((flatness * weights).sum()),
+        "percussive_flatness": float(flatness[loud].mean()) if loud.any() else 0.0,
         "kick_ratio": share(percussive, 30, 150),
         "low_harmonic_ratio": share(harmonic, 30, 200),
         "below_1k_ratio": share(spec, 0, 1000),

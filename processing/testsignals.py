@@ -13,6 +13,7 @@ import numpy as np
 from .synth import NOTE_NAMES
 from .types import AudioData
 
+FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 _MAJOR = [0, 2, 4, 5, 7, 9, 11]
 _HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11]
 
@@ -22,12 +23,12 @@ def _hz(midi: float) -> float:
 
 
 def click_track(bpm: float, duration_s: float = 20.0, sample_rate: int = 44100, accent: bool = True) -> AudioData:
-    """Short decaying 1 kHz clicks on every beat (the first of each bar louder)."""
+    """Decaying 1 kHz clicks (120 ms) on every beat (the first of each bar louder)."""
     n = int(round(duration_s * sample_rate))
     out = np.zeros(n, np.float32)
-    click_len = int(0.03 * sample_rate)
+    click_len = int(0.12 * sample_rate)
     t = np.arange(click_len) / sample_rate
-    click = (np.sin(2 * np.pi * 1000 * t) * np.exp(-t * 150)).astype(np.float32)
+    click = (np.sin(2 * np.pi * 1000 * t) * np.exp(-t * 40)).astype(np.float32)
     beat = 60.0 / bpm
     b = 0
     while True:
@@ -52,6 +53,7 @@ def chord_progression(
     """A cadential loop i-iv-V-i (minor, harmonic-minor V) or I-IV-V-I (major) of
     sustained organ-like triads (a few harmonics), one chord per bar of 4 beats,
     with the chord root in the bass."""
+    key = FLATS.get(key, key)
     if key not in NOTE_NAMES:
         raise ValueError(f"key {key!r}: expected one of {', '.join(NOTE_NAMES)}")
     if scale not in ("major", "minor"):

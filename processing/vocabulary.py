@@ -142,9 +142,20 @@ def instruments(words: Iterable[str]) -> list[str]:
     return _normalise(words, instrument)
 
 
+# Words too ambiguous to read as genre/mood/instrument inside running text such
+# as a title ("Love Story", "Beat It", "Sleep Now"); they still count as whole tags.
+AMBIGUOUS_IN_TEXT = {
+    "rag", "score", "classic", "dub", "trap", "alternative", "beat", "beats", "keys", "keyboard", "love", "fun",
+    "bright", "soft", "study", "sleep", "grand", "pad", "pads", "vibes", "relax", "chill", "smooth", "rap", "soul",
+    "swing", "stride", "ost", "clean", "drum", "love", "tender", "powerful", "driving", "hype", "intense", "positive",
+    "recorder", "horns", "808", "uke", "rock", "metal", "house", "country", "world", "latin", "punk", "pop",
+}
+
+
 def find_in_text(text: Optional[str], table: str) -> list[str]:
     """Canonical words of `table` ("genre", "mood" or "instrument") that occur as
-    whole words or phrases in free text such as a title ("Smooth Jazz Piano")."""
+    whole words or phrases in free text such as a title ("Smooth Jazz Piano").
+    Single words in ``AMBIGUOUS_IN_TEXT`` are ignored ("Rock Me" is no genre)."""
     if not text:
         return []
     index = {"genre": _GENRE_INDEX, "mood": _MOOD_INDEX, "instrument": _INSTRUMENT_INDEX}[table]
@@ -152,6 +163,8 @@ def find_in_text(text: Optional[str], table: str) -> list[str]:
     found: list[str] = []
     for size in (4, 3, 2, 1):  # longest phrases first
         for i in range(len(tokens) - size + 1):
+            if size == 1 and tokens[i] in AMBIGUOUS_IN_TEXT:
+                continue
             canonical = index.get(_key("".join(tokens[i : i + size])))
             if canonical and canonical not in found:
                 found.append(canonical)
