@@ -98,6 +98,8 @@ def write_description(facts: dict[str, Any], genre: Optional[str], rng: random.R
     noun = rng.choice(["instrumental", "instrumental track", "instrumental piece"]) if facts["instrumental"] else rng.choice(["track", "piece"])
     lead_mood = moods[0] if moods and rng.random() < 0.7 else None
     tail_moods = [m for m in moods if m != lead_mood]
+    if not (lead_mood or genre) and noun == "instrumental":
+        noun = "instrumental track"  # "An instrumental." reads badly
     opening_words = [w for w in (lead_mood, display(genre) if genre else None, noun) if w]
     opening = f"{_article(opening_words[0])} {' '.join(opening_words)}"
     clauses = []
