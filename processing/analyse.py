@@ -30,7 +30,7 @@ import soundfile as sf
 
 from . import audio_io, vocabulary
 from .config import AnalyseConfig
-from .features import Features, loudness, measure, to_mono
+from .features import AnalysisError, Features, loudness, measure
 from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_stems, residual_vocal_db
 from .moods import derive_moods
 from .musicness import music_flags
@@ -94,7 +94,7 @@ class SongAnalysis:
     mood_source: str = ""  # "metadata", "tagger", "derived" or ""
     instruments: list[str] = field(default_factory=list)  # union over chunks, + instruments the source names
     instrument_method: str = "features"
-    vocals_in_source: bool = False
+    vocals_in_source: Optional[bool] = None  # None: no vocal stem to tell
     separation_model: str = ""
     tagger: Optional[str] = None
     flags: list[str] = field(default_factory=list)
@@ -164,12 +164,19 @@ class _SpanReader:
             audio = audio_io.decode(self.path)
             self.rate, self._whole, self._seekable = audio.sample_rate, audio.samples.mean(axis=0), False
 
-    def span(self, start_s: float, end_s: float) -> np.ndarray:
+    def span(self, start_s: float, end_s: float, rate: Optional[int] = None) -> np.ndarray:
+        """Mono samples of [start_s, end_s), resampled to `rate` when given and different."""
         start, stop = int(round(start_s * self.rate)), int(round(end_s * self.rate))
         if self._whole is not None:
-            return self._whole[start:stop]
-        data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
-        return data.mean(axis=1)
+            mono = self._whole[start:stop]
+        else:
+            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
+            mono = data.mean(axis=1)
+        if rate and rate != self.rate and len(mono):
+            import soxr
+
+            mono = soxr.resample(mono, self.rate, rate).astype(np.float32)
+        return mono
 
 
 def _match(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -230,20 +237,26 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
     instrumental = _SpanReader(separated.instrumental_path)
     analysed: list[ChunkAnalysis] = []
     for chunk in chunks:
-        audio = audio_io.decode(chunk.audio_path)
+        try:
+            audio = audio_io.decode(chunk.audio_path)
+        except audio_io.AudioDecodeError as exc:
+            raise AnalysisError(f"chunk {chunk.chunk_id} of song {song.song_id}: {exc}") from exc
         result = analyse_audio(audio, cfg, chunk.chunk_id)
         report, residual = result.instruments, None
         if stems:
-            spans = _match({"__mix__": mix.span(chunk.start_s, chunk.end_s), **{n: r.span(chunk.start_s, chunk.end_s) for n, r in stems.items()}})
+            rate = mix.rate
+            spans = _match({"__mix__": mix.span(chunk.start_s, chunk.end_s), **{n: r.span(chunk.start_s, chunk.end_s, rate) for n, r in stems.items()}})
             mix_span = spans.pop("__mix__")
             stem_report = from_stems(mix_span, spans, cfg.stem_presence_db, cfg.silence_db)
             if has_instrument_stems:
                 report = stem_report
             else:  # offline separator: "other" is everything but vocals; instruments from cues, vocals from the stem
                 report = InstrumentReport(report.instruments, stem_report.stem_db, stem_report.source_vocals, "features")
-            if VOCAL_STEM in spans and instrumental.rate == stems[VOCAL_STEM].rate:
-                pair = _match({"inst": instrumental.span(chunk.start_s, chunk.end_s), "voc": spans[VOCAL_STEM]})
-                residual = residual_vocal_db(pair["inst"], pair["voc"], instrumental.rate)
+            if VOCAL_STEM not in spans:
+                report.source_vocals = None
+            else:
+                pair = _match({"inst": instrumental.span(chunk.start_s, chunk.end_s, rate), "voc": spans[VOCAL_STEM]})
+                residual = residual_vocal_db(pair["inst"], pair["voc"], rate)
         flags = list(result.flags)
         if residual is not None and residual > cfg.residual_vocal_db and cfg.flag_non_music:
             flags.append("residual_vocals")
@@ -287,7 +300,7 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
         mood_source=mood_source,
         instruments=instruments,
         instrument_method="stems" if has_instrument_stems else "features",
-        vocals_in_source=any(c.instruments.source_vocals for c in analysed),
+        vocals_in_source=any(c.instruments.source_vocals for c in analysed) if VOCAL_STEM in stems else None,
         separation_model=separated.model,
         tagger=cfg.tagger,
         flags=sorted(song_flags),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -39,7 +40,7 @@ BASS_MIN_LOW_HARMONIC = 0.20
 class InstrumentReport:
     instruments: list[str]  # present instruments (never "vocals")
     stem_db: dict[str, float] = field(default_factory=dict)  # stem -> dB relative to the mix
-    source_vocals: bool = False  # the source (before separation) had vocals in this span
+    source_vocals: Optional[bool] = None  # the source had vocals in this span (None: no vocal stem to tell)
     method: str = "stems"  # "stems" or "features"
 
 
@@ -83,7 +84,7 @@ def from_features(features: Features) -> InstrumentReport:
         present.append("drums")
     if features.low_harmonic_ratio >= BASS_MIN_LOW_HARMONIC:
         present.append("bass")
-    return InstrumentReport(present, {}, False, "features")
+    return InstrumentReport(present, {}, None, "features")
 
 
 def residual_vocal_db(instrumental: np.ndarray, vocals: np.ndarray, rate: int, window_s: float = 0.5) -> float:

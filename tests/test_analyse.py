@@ -134,7 +134,7 @@ def test_drum_bass_excerpt_without_stems(shared_audio, tmp_path):
     row = analyse_song(sep, chunks, CFG).chunk_rows()[0]
     assert row["instrument_method"] == "features"
     assert {"drums", "bass"} <= set(row["instrument"])
-    assert row["flags"] == [] and row["source_vocals"] is False
+    assert row["flags"] == [] and row["source_vocals"] is None  # no vocal stem: unknown
     assert row["stem_drums_db"] is None
     assert 60 <= row["bpm"] <= 200 and row["loudness_lufs"] < -10
 
@@ -240,3 +240,24 @@ def test_summarise_counts_included_rows():
     assert out["instruments"] == {"drums": 2, "bass": 1}
     assert out["flags"] == {"non_music": 1, "speech_like": 1}
     assert summarise([])["included"] == 0
+
+
+def test_offline_separator_stems_use_cues_for_instruments(tmp_path):
+    # the offline separator returns "vocals" and "other" (= everything else): instruments come from cues
+    s = synth_song(bpm=120, key="A", scale="minor", duration_s=10, vocals=True, seed=4)
+    inst = AudioData(s.mix.samples - s.stems["vocals"].samples, s.mix.sample_rate)
+    sep, chunks = make_song(tmp_path, s.mix, {"vocals": s.stems["vocals"], "other": inst}, inst, chunk_s=10, model="offline")
+    result = analyse_song(sep, chunks, CFG)
+    row = result.chunk_rows()[0]
+    assert row["instrument_method"] == "features" and "drums" in row["instrument"]
+    assert row["source_vocals"] is True and result.vocals_in_source is True
+    assert row["stem_other_db"] > -3 and row["stem_drums_db"] is None
+    assert "residual_vocals" not in row["flags"]
+
+
+def test_missing_chunk_file_names_the_chunk(tmp_path):
+    s = synth_song(duration_s=5, vocals=False)
+    sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=5, model="none")
+    chunks[0].audio_path.unlink()
+    with pytest.raises(ValueError, match="chunk s1-000 of song s1: .*no such file"):
+        analyse_song(sep, chunks, CFG)
