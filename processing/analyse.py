@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -130,6 +130,22 @@ class SongAnalysis:
 
     def chunk_rows(self) -> list[dict[str, Any]]:
         return [c.row() for c in self.chunks]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for the stage cache); ``from_dict`` restores it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SongAnalysis":
+        chunks = [
+            ChunkAnalysis(
+                c["chunk_id"], Features(**c["features"]), InstrumentReport(**c["instruments"]), c["residual_vocal_db"],
+                list(c["flags"]), list(c["feature_moods"]),
+            )
+            for c in data["chunks"]
+        ]
+        rest = {k: v for k, v in data.items() if k not in ("features", "chunks")}
+        return cls(features=Features(**data["features"]), chunks=chunks, **rest)
 
 
 # ---------------------------------------------------------------- single pieces of audio

@@ -3,6 +3,7 @@ and from cues on real clips, "is this music?" flags, genre/mood sources, tagger
 interface and the report summary."""
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import BIRD, DRUM_BASS, PIANO, SPEECH, VIBE_ACE
 from processing import audio_io
-from processing.analyse import STEM_NAMES, analyse_audio, analyse_file, analyse_song, summarise
+from processing.analyse import STEM_NAMES, SongAnalysis, analyse_audio, analyse_file, analyse_song, summarise
 from processing.config import AnalyseConfig, config_from_dict
 from processing.features import measure, to_mono
 from processing.synth import synth_song
@@ -105,6 +106,8 @@ def test_song_with_stems_tempo_key_instruments_and_vocals(tmp_path):
         assert set(f"stem_{n}_db" for n in STEM_NAMES) <= set(row)
         assert row["stem_guitar_db"] is None and -20 < row["stem_drums_db"] < 0
     song = result.song_row()
+    restored = SongAnalysis.from_dict(json.loads(json.dumps(result.to_dict())))  # the stage cache's round trip
+    assert restored.song_row() == song and restored.chunk_rows() == rows
     assert song["song_bpm"] == pytest.approx(128, rel=0.02)
     assert (song["song_key"], song["song_scale"]) == ("D", "major")
     assert song["song_vocals_in_source"] is True and song["song_flags"] == []

@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
 import pytest
 
 from processing import vocabulary
-from processing.analyse import ChunkAnalysis, SongAnalysis, analyse_song
+from processing.analyse import ChunkAnalysis, SongAnalysis, analyse_song, summarise
 from processing.config import AnalyseConfig, DescribeConfig
 from processing.describe import describe_chunks, song_credits
 from processing.features import Features
 from processing.instruments import InstrumentReport
 from processing.synth import synth_song
-from processing.types import AudioData, Chunk, Song, SongMetadata
+from processing.types import Chunk, Song, SongMetadata
 from test_analyse import make_song
 
 MUSICINFO = {"title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name", "instrument"}
@@ -143,3 +143,9 @@ def test_end_to_end_from_a_synthetic_song(tmp_path):
     assert row["genre"] == "electronic" and row["moods"] == ["dark"]
     assert row["bpm"] == pytest.approx(110, rel=0.02)
     assert_facts_in_row(row)
+    # the pipeline's merged row (analysis, then description columns) is Arrow-friendly and summarisable
+    merged = [{**r, **result.song_row(), **d} for r, d in zip(result.chunk_rows(), rows)]
+    table = pa.Table.from_pylist(merged)
+    assert table.num_rows == 1 and table.schema.field("instrument").type == pa.list_(pa.string())
+    summary = summarise(merged)
+    assert summary["genres"] == {"electronic": 1} and summary["moods"] == {"dark": 1}
