@@ -281,8 +281,9 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
     whole = audio_io.decode(separated.instrumental_path)
     if analysed:
         features = _aggregate(analysed, whole)
+        # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
         counts = Counter(flag for c in analysed for flag in set(c.flags))
-        song_flags = [flag for flag, n in counts.items() if flag == "residual_vocals" or n * 2 >= len(analysed)]
+        song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
     else:  # too short to chunk: measure the song itself
         single = analyse_audio(whole, cfg, song.song_id)
         features, song_flags = single.features, single.flags
