@@ -41,6 +41,21 @@ STAGE_VERSION = "1"
 STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")  # every chunk row has stem_<name>_db (None when absent)
 INSTRUMENT_STEMS = ("drums", "bass", "guitar", "piano")  # stems that name an instrument: their presence means real stems
 BPM_BINS = list(range(40, 221, 10))
+# Arrow types of the columns that may be null in every row of a build (no stems, no tagger):
+# a table writer should cast all-null columns to these rather than guess.
+COLUMN_TYPES = {
+    **{f"stem_{name}_db": "float64" for name in STEM_NAMES},
+    "residual_vocal_db": "float64",
+    "source_vocals": "bool",
+    "song_vocals_in_source": "bool",
+    "song_genre": "string",
+    "song_tagger": "string",
+    "bpm": "float64",
+    "key": "string",
+    "genre": "string",
+    "title": "string",
+    "artist": "string",
+}
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from processing import vocabulary
-from processing.analyse import ChunkAnalysis, SongAnalysis, analyse_song, summarise
+from processing.analyse import COLUMN_TYPES, ChunkAnalysis, SongAnalysis, analyse_song, summarise
 from processing.config import AnalyseConfig, DescribeConfig
 from processing.describe import describe_chunks, song_credits
 from processing.features import Features
@@ -146,6 +146,9 @@ def test_end_to_end_from_a_synthetic_song(tmp_path):
     # the pipeline's merged row (analysis, then description columns) is Arrow-friendly and summarisable
     merged = [{**r, **result.song_row(), **d} for r, d in zip(result.chunk_rows(), rows)]
     table = pa.Table.from_pylist(merged)
+    table = table.cast(pa.schema([pa.field(f.name, pa.type_for_alias(COLUMN_TYPES[f.name])) if pa.types.is_null(f.type) else f
+                                  for f in table.schema]))  # what the pipeline's table writer can do
+    assert table.schema.field("stem_drums_db").type == pa.float64()
     assert table.num_rows == 1 and table.schema.field("instrument").type == pa.list_(pa.string())
     summary = summarise(merged)
     assert summary["genres"] == {"electronic": 1} and summary["moods"] == {"dark": 1}
