@@ -30,7 +30,7 @@ import soundfile as sf
 
 from . import audio_io, vocabulary
 from .config import AnalyseConfig
-from .features import AnalysisError, Features, loudness, measure
+from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure
 from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_stems, residual_vocal_db
 from .moods import derive_moods
 from .musicness import music_flags
@@ -259,8 +259,24 @@ def _aggregate(chunks: list[ChunkAnalysis], whole: AudioData) -> Features:
     )
 
 
+def check_config(cfg: AnalyseConfig) -> None:
+    """Fail fast, before any audio work: unknown key profile, unusable tagger, bad thresholds.
+
+    Raises AnalysisError or TaggerUnavailable naming the setting and what to do.
+    """
+    if cfg.key_profile not in KEY_PROFILES:
+        raise AnalysisError(f"analyse.key_profile {cfg.key_profile!r} unknown; choose one of {', '.join(KEY_PROFILES)}")
+    if not 0.0 <= cfg.tagger_threshold <= 1.0:
+        raise AnalysisError(f"analyse.tagger_threshold must lie in [0, 1], got {cfg.tagger_threshold}")
+    if cfg.stem_presence_db > 0 or cfg.residual_vocal_db > 0:
+        raise AnalysisError("analyse.stem_presence_db and analyse.residual_vocal_db are dB below the mix: use values <= 0")
+    if cfg.tagger:
+        _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
+
+
 def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig) -> SongAnalysis:
     """Analyse a separated song and its chunks (rows aligned with `chunks`)."""
+    check_config(cfg)
     song = separated.song
     stems = {n: _SpanReader(p) for n, p in separated.stem_paths.items()}
     has_instrument_stems = any(n in stems for n in INSTRUMENT_STEMS)

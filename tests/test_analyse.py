@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BIRD, DRUM_BASS, PIANO, SPEECH, VIBE_ACE
 from processing import audio_io
-from processing.analyse import STEM_NAMES, SongAnalysis, analyse_audio, analyse_file, analyse_song, summarise
+from processing.analyse import STEM_NAMES, SongAnalysis, analyse_audio, check_config, analyse_file, analyse_song, summarise
 from processing.config import AnalyseConfig, config_from_dict
 from processing.features import measure, to_mono
 from processing.synth import synth_song
@@ -219,6 +219,16 @@ def test_python_tagger_plugs_in(tmp_path, monkeypatch):
     assert result.genres == ["drum and bass"] and result.genre_source == "tagger"
     assert result.moods == ["energetic"] and result.mood_source == "tagger"
     assert labels_to_vocabulary({"Jazz": 0.29, "Sad": 0.5}, 0.3) == ([], ["sad"])
+
+
+def test_check_config_fails_fast_with_the_setting_named(tmp_path):
+    check_config(AnalyseConfig())
+    with pytest.raises(ValueError, match="analyse.key_profile 'major' unknown"):
+        check_config(AnalyseConfig(key_profile="major"))
+    with pytest.raises(ValueError, match="residual_vocal_db"):
+        check_config(AnalyseConfig(residual_vocal_db=10))
+    with pytest.raises(TaggerUnavailable, match="essentia"):
+        check_config(AnalyseConfig(tagger="essentia-tf", tagger_weights=tmp_path))
 
 
 def test_config_section_accepts_new_fields():
