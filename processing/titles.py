@@ -14,6 +14,8 @@ Hand-written rules (no maintained library does this for arbitrary uploads):
   ('Artist "Title"') too;
 - artist lists are split on ",", "&", " x ", " vs. ", " + ", " and " is NOT a
   separator (band names: "Simon and Garfunkel");
+- file-name titles: Freesound's "<id>__<user>__<name>" gives artist <user>;
+  an all-lowercase hyphenated slug becomes words ("happy-music" -> "Happy Music");
 - channel names lose " - Topic", "VEVO", "Official", "Official Channel",
   "Music Channel" suffixes (used as the artist when nothing better is known).
 """
@@ -95,6 +97,16 @@ def clean_channel(name: Optional[str]) -> Optional[str]:
     return cleaned or None
 
 
+_FREESOUND = re.compile(r"^\s*\d{3,}(?:\s{2,}|__)(.+?)(?:\s{2,}|__)(.+)$")  # "<id>__<user>__<name>" file names
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+){2,}$")  # "happy-music-ice-cream"
+
+
+def _unslug(text: str) -> str:
+    """'happy-music-ice-cream' -> 'Happy Music Ice Cream' (only all-lowercase, 3+ hyphenated words)."""
+    text = text.strip()
+    return " ".join(w.capitalize() for w in text.split("-")) if _SLUG.match(text) else text
+
+
 def _strip_noise(text: str) -> tuple[str, list[str]]:
     """Remove noise brackets and trailing noise; return (text, featured artists)."""
     featured: list[str] = []
@@ -142,6 +154,12 @@ def clean_credits(
         artists, featured = split_artists(artist_text), feat
     clean_title: Optional[str] = None
     if title:
+        freesound = _FREESOUND.match(title)
+        if freesound:  # Freesound's download names: the user is the artist
+            if not artists:
+                artists = [freesound.group(1).strip()]
+            title = freesound.group(2)
+        title = _unslug(title)
         text, feat = _strip_noise(title)
         featured += feat
         parts = _DASH.split(text, maxsplit=1)

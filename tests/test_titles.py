@@ -33,6 +33,11 @@ TABLE = [
     (("Lady Gaga & Bradley Cooper - Shallow (from A Star Is Born) (Official Music Video)", None, None, None),
      ("Shallow (from A Star Is Born)", ["Lady Gaga", "Bradley Cooper"], [])),
     ((None, None, "Some Uploader", None), (None, ["Some Uploader"], [])),
+    # titles that ingest guesses from file names
+    (("442789  lena-orsa  happy-music-pistachio-ice-cream-ragtime", None, None, None),
+     ("Happy Music Pistachio Ice Cream Ragtime", ["lena-orsa"], [])),
+    (("456440__inspectorj__bird-whistling-robin-single-13", None, None, None), ("Bird Whistling Robin Single 13", ["inspectorj"], [])),
+    (("Choice - Drum-bass", "admiralbob77", None, None), ("Choice - Drum-bass", ["admiralbob77"], [])),
 ]
 
 
