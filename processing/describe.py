@@ -22,7 +22,7 @@ from typing import Any, Optional
 from . import vocabulary
 from .analyse import ChunkAnalysis, SongAnalysis
 from .config import DescribeConfig
-from .titles import Credits, clean_credits
+from .titles import Credits, clean_credits, is_noise
 from .types import Chunk, Song
 
 MIN_BPM_CONFIDENCE = 1.0
@@ -55,13 +55,20 @@ def _article(word: str) -> str:
     return "An" if word[:1].lower() in "aeiou" else "A"
 
 
+# keywords that would describe what the chunk no longer has (vocals) or nothing musical at all
+_VOCAL_WORDS = re.compile(r"vocal|voice|singer|singing|sung|lyric|acapella|a cappella|karaoke|rapper|choir", re.I)
+_EMPTY_WORDS = {"music", "audio", "video", "song", "songs", "track", "new", "official", "youtube", "mp3", "download"}
+
+
 def _keywords(*groups: list[str], limit: int) -> list[str]:
+    """Lower-case, '#'-less, deduplicated keywords; no vocal words, no upload noise ("official video")."""
     out: list[str] = []
     for group in groups:
         for word in group:
             clean = re.sub(r"\s+", " ", str(word).strip().lstrip("#").lower())
-            if clean and clean not in out:
-                out.append(clean)
+            if not clean or clean in out or clean in _EMPTY_WORDS or _VOCAL_WORDS.search(clean) or is_noise(clean):
+                continue
+            out.append(clean)
     return out[:limit]
 
 

@@ -78,6 +78,11 @@ def _dedupe(names: list[str]) -> list[str]:
     return out
 
 
+def is_noise(text: str) -> bool:
+    """True for upload noise such as "Official Video", "Lyrics", "HD", "No Copyright Music"."""
+    return bool(_NOISE.match(text))
+
+
 def split_artists(text: Optional[str]) -> list[str]:
     """'A, B & C' / 'A x B' / 'A vs. B' -> ['A', 'B', 'C'] (never splits on 'and')."""
     if not text:

@@ -72,7 +72,8 @@ def assert_facts_in_row(row: dict) -> None:
 
 def test_rows_have_musicinfo_fields_and_only_facts_from_the_row():
     a = analysis(12, genres=["jazz", "funk"], moods=["relaxed", "warm"], mood_source="metadata")
-    md = dict(title="Some Artist - Some Song (Official Video) ft. Guest [HD]", tags=["#Jazz", "instrumental", "jazz"],
+    md = dict(title="Some Artist - Some Song (Official Video) ft. Guest [HD]",
+              tags=["#Jazz", "instrumental", "jazz", "Female Vocals", "official video", "Music", "lyrics"],
               keywords=["Late Night"], uploader="Some ArtistVEVO")
     rows = describe_chunks(song(**md), a, [chunk(i) for i in range(12)], DescribeConfig(seed=7))
     assert len(rows) == 12
@@ -86,6 +87,7 @@ def test_rows_have_musicinfo_fields_and_only_facts_from_the_row():
         assert row["instrument"] == ["drums", "bass", "piano"]
         assert len(row["keywords"]) == len(set(row["keywords"]))
         assert {"jazz", "relaxed", "drums", "late night", "instrumental"} <= set(row["keywords"])
+        assert not {"female vocals", "official video", "music", "lyrics"} & set(row["keywords"])
         assert_facts_in_row(row)
         assert "jazz" in row["description"]
     assert len({r["description"] for r in rows}) >= 6  # varied wording
