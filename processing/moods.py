@@ -6,7 +6,8 @@ Documented rules (each yields a word of ``vocabulary.MOODS``; results are marked
    major & >= 110 BPM -> "upbeat"; major & < 110 -> "warm";
    minor & >= 110 -> "tense"; minor & < 110 -> "melancholic";
 2. tempo alone: >= 130 BPM -> "energetic"; < 85 BPM -> "calm";
-3. loudness: >= -10 LUFS -> "energetic"; <= -24 LUFS -> "mellow";
+3. loudness: >= -10 LUFS -> "energetic" (unless rule 2 said "calm");
+   <= -24 LUFS -> "mellow" (unless "energetic" already: a quiet master of a fast track);
 4. brightness (mean spectral centroid): < 900 Hz -> "warm"; > 3000 Hz with a
    major key -> "happy".
 At most ``limit`` words, in rule order, without repeats.
@@ -28,9 +29,9 @@ def derive_moods(f: Features, limit: int = 3) -> list[str]:
         words.append("energetic")
     elif steady and f.bpm < 85:
         words.append("calm")
-    if f.loudness_lufs >= -10:
+    if f.loudness_lufs >= -10 and "calm" not in words:
         words.append("energetic")
-    elif f.loudness_lufs <= -24:
+    elif f.loudness_lufs <= -24 and "energetic" not in words:
         words.append("mellow")
     if 0 < f.brightness_hz < 900:
         words.append("warm")

@@ -274,3 +274,12 @@ def test_missing_chunk_file_names_the_chunk(tmp_path):
     chunks[0].audio_path.unlink()
     with pytest.raises(ValueError, match="chunk s1-000 of song s1: .*no such file"):
         analyse_song(sep, chunks, CFG)
+
+
+def test_derived_mood_rules():
+    from processing.moods import derive_moods
+    from test_describe import feats
+
+    assert derive_moods(feats(bpm=140, scale="minor", lufs=-26, bright=800)) == ["tense", "energetic", "warm"]
+    assert derive_moods(feats(bpm=70, scale="major", lufs=-8, bright=2000)) == ["warm", "calm"]
+    assert derive_moods(feats(bpm=100, conf=0.5, scale="minor", lufs=-26, bright=3500)) == ["mellow"]
