@@ -81,18 +81,23 @@ class ConvertConfig:
 @dataclass
 class AnalyseConfig:
     enabled: bool = True
-    key_profile: str = "edma"  # essentia KeyExtractor profile
+    key_profile: str = "shaath"  # essentia KeyExtractor profile (best measured: see processing/features.py)
     stem_presence_db: float = -35.0  # stem present when its RMS is within this of the mix
-    tagger: Optional[str] = None  # name of an audio tagger ("essentia-tf", ...)
+    tagger: Optional[str] = None  # "essentia-tf", "python:module:factory" or unset (see processing/tagger.py)
     tagger_weights: Optional[Path] = None
     flag_non_music: bool = True
     exclude_flagged: bool = True
+    silence_db: float = -60.0  # frames (50 ms) below this dBFS count as silence
+    residual_vocal_db: float = -20.0  # vocal energy left in an instrumental above this (dB re. it) is flagged
+    tagger_threshold: float = 0.3  # tagger labels scoring below this are ignored
+    derive_moods: bool = True  # derive mood words from features when no source/tagger gives any
 
 
 @dataclass
 class DescribeConfig:
     enabled: bool = True
     seed: int = 0
+    max_keywords: int = 12  # keywords kept per chunk (genres, moods, instruments, tags; deduped)
 
 
 @dataclass

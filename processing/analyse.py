@@ -1,0 +1,415 @@
+"""Analyse: measure every chunk (and its song) and flag what is not usable music.
+
+Per chunk, on the chunk's own audio (the converted file): tempo and beat
+confidence, key/scale/strength, EBU R128 loudness, danceability, share of
+silence, brightness and a few cues (``processing.features``); instruments from
+the Demucs stems sliced at the chunk's span, or from cues when there are no
+stems (``processing.instruments``); residual vocal energy in the instrumental;
+"is this music?" flags (``processing.musicness``); derived mood words
+(``processing.moods``).
+
+Per song: genre and moods from what the source says (user metadata, yt-dlp
+tags/categories/keywords, the title) normalised to ``processing.vocabulary``,
+then a pretrained tagger when configured (``processing.tagger``), then (moods
+only) rules on features, marked derived. Tempo is the median of the chunks'
+confident tempos, key the strength-weighted vote of the chunks' keys, loudness
+and peak are measured on the whole instrumental. A song with no chunks (too
+short) is measured as a whole, so speech and bird clips still get flags.
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import soundfile as sf
+
+from . import audio_io, vocabulary
+from .config import AnalyseConfig
+from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure
+from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_stems, residual_vocal_db
+from .moods import derive_moods
+from .musicness import music_flags
+from .tagger import Tagger, labels_to_vocabulary, make_tagger
+from .types import AudioData, Chunk, SeparatedSong, SongMetadata
+
+STAGE_VERSION = "1"
+STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")  # every chunk row has stem_<name>_db (None when absent)
+INSTRUMENT_STEMS = ("drums", "bass", "guitar", "piano")  # stems that name an instrument: their presence means real stems
+BPM_BINS = list(range(40, 221, 10))
+# Arrow types of the columns that may be null in every row of a build (no stems, no tagger):
+# a table writer should cast all-null columns to these rather than guess.
+COLUMN_TYPES = {
+    **{f"stem_{name}_db": "float64" for name in STEM_NAMES},
+    "residual_vocal_db": "float64",
+    "source_vocals": "bool",
+    "song_vocals_in_source": "bool",
+    "song_genre": "string",
+    "song_tagger": "string",
+    "bpm": "float64",
+    "key": "string",
+    "genre": "string",
+    "title": "string",
+    "artist": "string",
+}
+
+
+@dataclass
+class ChunkAnalysis:
+    chunk_id: str
+    features: Features
+    instruments: InstrumentReport
+    residual_vocal_db: Optional[float]  # None without a vocal stem
+    flags: list[str]
+    feature_moods: list[str]  # derived from features (rules in processing.moods)
+
+    def row(self) -> dict[str, Any]:
+        f = self.features
+        row: dict[str, Any] = {
+            "bpm": f.bpm,
+            "bpm_confidence": f.bpm_confidence,
+            "key": f.key,
+            "scale": f.scale,
+            "key_strength": f.key_strength,
+            "loudness_lufs": f.loudness_lufs,
+            "danceability": f.danceability,
+            "silence_ratio": f.silence_ratio,
+            "brightness_hz": f.brightness_hz,
+            "percussive_ratio": f.percussive_ratio,
+            "low_harmonic_ratio": f.low_harmonic_ratio,
+            "pulse": f.pulse,
+        }
+        for name in STEM_NAMES:
+            row[f"stem_{name}_db"] = self.instruments.stem_db.get(name)
+        row.update(
+            {
+                "residual_vocal_db": self.residual_vocal_db,
+                "source_vocals": self.instruments.source_vocals,
+                "instrument": list(self.instruments.instruments),
+                "instrument_method": self.instruments.method,
+                "feature_moods": list(self.feature_moods),
+                "flags": list(self.flags),
+            }
+        )
+        return row
+
+
+@dataclass
+class SongAnalysis:
+    song_id: str
+    features: Features  # song-level values (see module docstring)
+    chunks: list[ChunkAnalysis]
+    genres: list[str] = field(default_factory=list)  # vocabulary words, best first
+    genre_source: str = ""  # "metadata", "tagger" or "" (unknown)
+    moods: list[str] = field(default_factory=list)
+    mood_source: str = ""  # "metadata", "tagger", "derived" or ""
+    instruments: list[str] = field(default_factory=list)  # union over chunks, + instruments the source names
+    instrument_method: str = "features"
+    vocals_in_source: Optional[bool] = None  # None: no vocal stem to tell
+    separation_model: str = ""
+    tagger: Optional[str] = None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def moods_derived(self) -> bool:
+        return self.mood_source == "derived"
+
+    def song_row(self) -> dict[str, Any]:
+        f = self.features
+        return {
+            "song_bpm": f.bpm,
+            "song_bpm_confidence": f.bpm_confidence,
+            "song_key": f.key,
+            "song_scale": f.scale,
+            "song_key_strength": f.key_strength,
+            "song_loudness_lufs": f.loudness_lufs,
+            "song_peak_db": f.peak_db,
+            "song_danceability": f.danceability,
+            "song_silence_ratio": f.silence_ratio,
+            "song_genre": self.genres[0] if self.genres else None,
+            "song_genres": list(self.genres),
+            "song_genre_source": self.genre_source,
+            "song_moods": list(self.moods),
+            "song_mood_source": self.mood_source,
+            "song_moods_derived": self.moods_derived,
+            "song_instruments": list(self.instruments),
+            "song_instrument_method": self.instrument_method,
+            "song_vocals_in_source": self.vocals_in_source,
+            "song_tagger": self.tagger,
+            "song_flags": list(self.flags),
+        }
+
+    def chunk_rows(self) -> list[dict[str, Any]]:
+        return [c.row() for c in self.chunks]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for the stage cache); ``from_dict`` restores it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SongAnalysis":
+        chunks = [
+            ChunkAnalysis(
+                c["chunk_id"], Features(**c["features"]), InstrumentReport(**c["instruments"]), c["residual_vocal_db"],
+                list(c["flags"]), list(c["feature_moods"]),
+            )
+            for c in data["chunks"]
+        ]
+        rest = {k: v for k, v in data.items() if k not in ("features", "chunks")}
+        return cls(features=Features(**data["features"]), chunks=chunks, **rest)
+
+
+# ---------------------------------------------------------------- single pieces of audio
+
+
+def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio") -> ChunkAnalysis:
+    """Measure one piece of audio with no stems: features, cue-based instruments, flags, derived moods."""
+    features = measure(audio, cfg.key_profile, cfg.silence_db)
+    flags = music_flags(features) if cfg.flag_non_music else []
+    return ChunkAnalysis(name, features, from_features(features), None, flags, derive_moods(features) if cfg.derive_moods else [])
+
+
+def analyse_file(path: Path, cfg: AnalyseConfig) -> ChunkAnalysis:
+    """`analyse_audio` on a file of any format (e.g. a clip too short to chunk)."""
+    return analyse_audio(audio_io.decode(Path(path)), cfg, Path(path).name)
+
+
+# ---------------------------------------------------------------- songs
+
+
+class _SpanReader:
+    """Mono spans of a song's files at their own rate; FLAC/WAV are read by seeking, anything else decoded once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._whole: Optional[np.ndarray] = None
+        try:
+            meta = sf.info(str(self.path))
+            self.rate = int(meta.samplerate)
+            self._seekable = True
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            audio = audio_io.decode(self.path)
+            self.rate, self._whole, self._seekable = audio.sample_rate, audio.samples.mean(axis=0), False
+
+    def span(self, start_s: float, end_s: float, rate: Optional[int] = None) -> np.ndarray:
+        """Mono samples of [start_s, end_s), resampled to `rate` when given and different."""
+        start, stop = int(round(start_s * self.rate)), int(round(end_s * self.rate))
+        if self._whole is not None:
+            mono = self._whole[start:stop]
+        else:
+            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
+            mono = data.mean(axis=1)
+        if rate and rate != self.rate and len(mono):
+            import soxr
+
+            mono = soxr.resample(mono, self.rate, rate).astype(np.float32)
+        return mono
+
+
+def _match(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = min(len(a) for a in arrays.values())
+    return {k: a[:n] for k, a in arrays.items()}
+
+
+def _source_words(md: SongMetadata) -> tuple[list[str], list[str], list[str]]:
+    """(genres, moods, instruments) the source states, in the vocabulary."""
+    tags = [*md.tags, *md.categories, *md.keywords]
+    genres = vocabulary.genres([md.genre] if md.genre else []) + vocabulary.genres(tags) + vocabulary.find_in_text(md.title, "genre")
+    moods = vocabulary.moods(md.moods) + vocabulary.moods(tags) + vocabulary.find_in_text(md.title, "mood")
+    instruments = vocabulary.instruments(tags) + vocabulary.find_in_text(md.title, "instrument")
+    dedupe = lambda words: list(dict.fromkeys(words))  # noqa: E731
+    return dedupe(genres), dedupe(moods), dedupe([i for i in instruments if i != "other"])
+
+
+@functools.lru_cache(maxsize=4)
+def _tagger(name: str, weights: Optional[str]) -> Tagger:
+    return make_tagger(name, Path(weights) if weights else None)
+
+
+def _aggregate(chunks: list[ChunkAnalysis], whole: AudioData) -> Features:
+    """Song-level Features from the chunks' (see module docstring)."""
+    feats = [c.features for c in chunks]
+    weights = np.array([f.duration_s for f in feats], dtype=np.float64)
+    weights = weights / (weights.sum() or 1.0)
+    confident = [f.bpm for f in feats if f.bpm > 0 and f.bpm_confidence >= 1.0]
+    votes: Counter = Counter()
+    for f in feats:
+        if f.key:
+            votes[(f.key, f.scale)] += f.key_strength
+    key, scale = votes.most_common(1)[0][0] if votes else ("", "")
+    agreeing = [f.key_strength for f in feats if (f.key, f.scale) == (key, scale)]
+    mean = lambda attr: round(float(np.dot(weights, [getattr(f, attr) for f in feats])), 4)  # noqa: E731
+    peak = float(np.abs(whole.samples).max())
+    return replace(
+        feats[0],
+        duration_s=whole.duration_s,
+        bpm=round(statistics.median(confident), 2) if confident else 0.0,
+        bpm_confidence=mean("bpm_confidence"),
+        key=key,
+        scale=scale,
+        key_strength=round(float(np.mean(agreeing)), 3) if agreeing else 0.0,
+        loudness_lufs=round(loudness(whole), 2),
+        peak=peak,
+        peak_db=round(20 * np.log10(peak), 2) if peak > 0 else -200.0,
+        **{a: mean(a) for a in ("danceability", "silence_ratio", "brightness_hz", "percussive_ratio", "percussive_flatness", "kick_ratio", "low_harmonic_ratio", "below_1k_ratio", "pulse", "low_energy_ratio")},
+    )
+
+
+def check_config(cfg: AnalyseConfig) -> None:
+    """Fail fast, before any audio work: unknown key profile, unusable tagger, bad thresholds.
+
+    Raises AnalysisError or TaggerUnavailable naming the setting and what to do.
+    """
+    if cfg.key_profile not in KEY_PROFILES:
+        raise AnalysisError(f"analyse.key_profile {cfg.key_profile!r} unknown; choose one of {', '.join(KEY_PROFILES)}")
+    if not 0.0 <= cfg.tagger_threshold <= 1.0:
+        raise AnalysisError(f"analyse.tagger_threshold must lie in [0, 1], got {cfg.tagger_threshold}")
+    if cfg.stem_presence_db > 0 or cfg.residual_vocal_db > 0:
+        raise AnalysisError("analyse.stem_presence_db and analyse.residual_vocal_db are dB below the mix: use values <= 0")
+    if cfg.tagger:
+        _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
+
+
+def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig) -> SongAnalysis:
+    """Analyse a separated song and its chunks (rows aligned with `chunks`)."""
+    check_config(cfg)
+    song = separated.song
+    stems = {n: _SpanReader(p) for n, p in separated.stem_paths.items()}
+    has_instrument_stems = any(n in stems for n in INSTRUMENT_STEMS)
+    mix = _SpanReader(song.audio_path) if stems else None
+    instrumental = _SpanReader(separated.instrumental_path)
+    analysed: list[ChunkAnalysis] = []
+    for chunk in chunks:
+        try:
+            audio = audio_io.decode(chunk.audio_path)
+        except audio_io.AudioDecodeError as exc:
+            raise AnalysisError(f"chunk {chunk.chunk_id} of song {song.song_id}: {exc}") from exc
+        result = analyse_audio(audio, cfg, chunk.chunk_id)
+        report, residual = result.instruments, None
+        if stems:
+            rate = mix.rate
+            spans = _match({"__mix__": mix.span(chunk.start_s, chunk.end_s), **{n: r.span(chunk.start_s, chunk.end_s, rate) for n, r in stems.items()}})
+            mix_span = spans.pop("__mix__")
+            stem_report = from_stems(mix_span, spans, cfg.stem_presence_db, cfg.silence_db)
+            if has_instrument_stems:
+                report = stem_report
+            else:  # offline separator: "other" is everything but vocals; instruments from cues, vocals from the stem
+                report = InstrumentReport(report.instruments, stem_report.stem_db, stem_report.source_vocals, "features")
+            if VOCAL_STEM not in spans:
+                report.source_vocals = None
+            else:
+                pair = _match({"inst": instrumental.span(chunk.start_s, chunk.end_s, rate), "voc": spans[VOCAL_STEM]})
+                residual = residual_vocal_db(pair["inst"], pair["voc"], rate)
+        flags = list(result.flags)
+        if residual is not None and residual > cfg.residual_vocal_db and cfg.flag_non_music:
+            flags.append("residual_vocals")
+        analysed.append(ChunkAnalysis(chunk.chunk_id, result.features, report, residual, flags, result.feature_moods))
+
+    whole = audio_io.decode(separated.instrumental_path)
+    if analysed:
+        features = _aggregate(analysed, whole)
+        # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
+        counts = Counter(flag for c in analysed for flag in set(c.flags))
+        song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
+    else:  # too short to chunk: measure the song itself
+        single = analyse_audio(whole, cfg, song.song_id)
+        features, song_flags = single.features, single.flags
+
+    genres, moods, source_instruments = _source_words(song.metadata)
+    genre_source = "metadata" if genres else ""
+    mood_source = "metadata" if moods else ""
+    if cfg.tagger and (not genres or not moods):
+        tagger = _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
+        tag_genres, tag_moods = labels_to_vocabulary(tagger.tag(whole), cfg.tagger_threshold)
+        if not genres and tag_genres:
+            genres, genre_source = tag_genres, "tagger"
+        if not moods and tag_moods:
+            moods, mood_source = tag_moods, "tagger"
+    if not moods and cfg.derive_moods:
+        moods = derive_moods(features)
+        mood_source = "derived" if moods else ""
+    instruments: list[str] = []
+    for c in analysed:
+        instruments += [i for i in c.instruments.instruments if i not in instruments]
+    if not analysed:
+        instruments = list(from_features(features).instruments)
+    instruments += [i for i in source_instruments if i not in instruments]
+    return SongAnalysis(
+        song_id=song.song_id,
+        features=features,
+        chunks=analysed,
+        genres=genres,
+        genre_source=genre_source,
+        moods=moods,
+        mood_source=mood_source,
+        instruments=instruments,
+        instrument_method="stems" if has_instrument_stems else "features",
+        vocals_in_source=any(c.instruments.source_vocals for c in analysed) if VOCAL_STEM in stems else None,
+        separation_model=separated.model,
+        tagger=cfg.tagger,
+        flags=sorted(song_flags),
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Distributions over the included rows (``excluded`` falsy) for report.json.
+
+    Rows are merged chunk rows (analysis and, if present, description columns);
+    every column is optional. Flag counts are over all rows, excluded ones too.
+    """
+    included = [r for r in rows if not r.get("excluded")]
+    hist = {f"{lo}-{lo + 9}": 0 for lo in BPM_BINS[:-1]}
+    hist["other"] = 0
+    keys: Counter = Counter()
+    scales: Counter = Counter()
+    genres: Counter = Counter()
+    moods: Counter = Counter()
+    instruments: Counter = Counter()
+    bpms = []
+    for r in included:
+        bpm = r.get("bpm")
+        if isinstance(bpm, (int, float)) and bpm > 0:
+            bpms.append(float(bpm))
+            lo = int(bpm // 10 * 10)
+            hist[f"{lo}-{lo + 9}" if f"{lo}-{lo + 9}" in hist else "other"] += 1
+        key, scale = r.get("key") or "", r.get("scale") or ""
+        if key:
+            label = key if " " in key else f"{key} {scale}".strip()
+            keys[label] += 1
+            scales[label.split(" ", 1)[1] if " " in label else "unknown"] += 1
+        genre = r.get("genre") if "genre" in r else r.get("song_genre")
+        for g in _list(genre):
+            genres[g] += 1
+        mood_words = r.get("moods") if "moods" in r else (r.get("song_moods") or r.get("feature_moods"))
+        for m in _list(mood_words):
+            moods[m] += 1
+        for i in _list(r.get("instrument")):
+            instruments[i] += 1
+    flags = Counter(f for r in rows for f in _list(r.get("flags")))
+    return {
+        "rows": len(rows),
+        "included": len(included),
+        "bpm_histogram": {k: v for k, v in hist.items() if v},
+        "bpm_median": round(statistics.median(bpms), 2) if bpms else None,
+        "keys": dict(keys.most_common()),
+        "scales": dict(scales.most_common()),
+        "genres": dict(genres.most_common()),
+        "moods": dict(moods.most_common()),
+        "instruments": dict(instruments.most_common()),
+        "flags": dict(flags.most_common()),
+    }

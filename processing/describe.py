@@ -1,0 +1,173 @@
+"""Describe: clean metadata and a MusicGen-style text description per chunk.
+
+Each chunk gets audiocraft's ``MusicInfo`` fields (title, artist, key, bpm,
+genre, moods, keywords, description, name, instrument) plus ``artists``,
+``featured_artists``, ``genres`` and ``derived_moods``.
+
+The description only states facts that are in the same row: the genre (only
+when the source or a tagger gave one), mood words (``derived_moods`` says when
+they come from feature rules), the instruments measured or named by the source,
+the key and the tempo (only when the beat confidence is >= 1). It never names
+vocals, and it calls the chunk "instrumental" only when no vocal residue was
+flagged. Wording varies between chunks (several templates, clause orders and
+verbs) but is deterministic: ``random.Random(f"{cfg.seed}:{chunk_id}")``.
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from . import vocabulary
+from .analyse import ChunkAnalysis, SongAnalysis
+from .config import DescribeConfig
+from .titles import Credits, clean_credits, is_noise
+from .types import Chunk, Song
+
+MIN_BPM_CONFIDENCE = 1.0
+DISPLAY = {"rnb": "R&B", "hip hop": "hip-hop", "drum and bass": "drum and bass"}
+
+
+def display(word: str) -> str:
+    """How a vocabulary word is written in a description."""
+    return DISPLAY.get(word, word)
+
+
+def song_credits(song: Song) -> Credits:
+    """Clean title/artists; with no title, the source file's name ("Artist_-_Title.hq.ogg") stands in."""
+    md = song.metadata
+    title = md.title
+    if not title:
+        stem = Path(md.source_path or song.audio_path).name
+        stem = re.sub(r"(\.[A-Za-z0-9-]{1,16})+$", "", stem)  # every extension: ".hq.ogg"
+        title = re.sub(r"[_]+", " ", stem).strip() or None
+    return clean_credits(title, md.artist, md.uploader, md.channel)
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeiou" else "A"
+
+
+# keywords that would describe what the chunk no longer has (vocals) or nothing musical at all
+_VOCAL_WORDS = re.compile(r"vocal|voice|singer|singing|sung|lyric|acapella|a cappella|karaoke|rapper|choir", re.I)
+_EMPTY_WORDS = {"music", "audio", "video", "song", "songs", "track", "new", "official", "youtube", "mp3", "download"}
+
+
+def _keywords(*groups: list[str], limit: int) -> list[str]:
+    """Lower-case, '#'-less, deduplicated keywords; no vocal words, no upload noise ("official video")."""
+    out: list[str] = []
+    for group in groups:
+        for word in group:
+            clean = re.sub(r"\s+", " ", str(word).strip().lstrip("#").lower())
+            if not clean or clean in out or clean in _EMPTY_WORDS or _VOCAL_WORDS.search(clean) or is_noise(clean):
+                continue
+            out.append(clean)
+    return out[:limit]
+
+
+def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], source_instruments: list[str]) -> dict[str, Any]:
+    f = chunk.features if chunk else analysis.features
+    if not f.key or (chunk and chunk.features.key_strength < 0.3):
+        f_key = analysis.features
+    else:
+        f_key = f
+    key = f"{f_key.key} {f_key.scale}".strip() if f_key.key else None
+    tempo_src = f if f.bpm > 0 and f.bpm_confidence >= MIN_BPM_CONFIDENCE else analysis.features
+    bpm = float(round(tempo_src.bpm)) if tempo_src.bpm > 0 and tempo_src.bpm_confidence >= MIN_BPM_CONFIDENCE else None
+    if analysis.mood_source in ("metadata", "tagger"):
+        moods, derived = list(analysis.moods), False
+    else:
+        moods = list(chunk.feature_moods) if chunk and chunk.feature_moods else list(analysis.moods)
+        derived = bool(moods)
+    measured = list(chunk.instruments.instruments) if chunk else list(analysis.instruments)
+    instruments = [i for i in measured if i != "other"] + [i for i in source_instruments if i not in measured]
+    return {
+        "key": key,
+        "bpm": bpm,
+        "moods": moods,
+        "derived_moods": derived,
+        "instrument": instruments,
+        "other_instruments": "other" in measured,
+        "instrumental": not (chunk and "residual_vocals" in chunk.flags),
+    }
+
+
+def write_description(facts: dict[str, Any], genre: Optional[str], rng: random.Random) -> str:
+    """One sentence or two from the facts; every fact used is one of the arguments."""
+    moods = [m for m in facts["moods"]]
+    noun = rng.choice(["instrumental", "instrumental track", "instrumental piece"]) if facts["instrumental"] else rng.choice(["track", "piece"])
+    lead_mood = moods[0] if moods and rng.random() < 0.7 else None
+    tail_moods = [m for m in moods if m != lead_mood]
+    if not (lead_mood or genre) and noun == "instrumental":
+        noun = "instrumental track"  # "An instrumental." reads badly
+    opening_words = [w for w in (lead_mood, display(genre) if genre else None, noun) if w]
+    opening = f"{_article(opening_words[0])} {' '.join(opening_words)}"
+    clauses = []
+    if facts["key"]:
+        clauses.append(f"in {facts['key']}")
+    if facts["bpm"]:
+        clauses.append(rng.choice([f"at {facts['bpm']:.0f} BPM", f"at a tempo of {facts['bpm']:.0f} BPM", f"at {facts['bpm']:.0f} beats per minute"]))
+    rng.shuffle(clauses)
+    instruments = [display(i) for i in facts["instrument"]]
+    if facts["other_instruments"] and instruments:
+        instruments = instruments + ["other instruments"]
+    instr = ""
+    if instruments:
+        instr = f"{rng.choice(['with', 'featuring', 'built on', 'driven by'])} {_join(instruments)}"
+    style = rng.randrange(3)
+    if style == 0 or not tail_moods:
+        body = " ".join([opening, *clauses, instr]).strip()
+        text = body + (f"; {', '.join(tail_moods)}." if tail_moods else ".")
+    elif style == 1:
+        body = " ".join([opening, instr]).strip()
+        if clauses:
+            body += ", " + " ".join(clauses)
+        text = f"{body}. {rng.choice(['Mood', 'Feel', 'Vibe'])}: {', '.join(tail_moods)}."
+    else:
+        body = " ".join([opening, *clauses]).strip()
+        text = f"{body}. {rng.choice(['Feels', 'Sounds'])} {_join(tail_moods)}"
+        text += f", {instr}." if instr else "."
+    return re.sub(r"\s+", " ", text).replace(" ,", ",")
+
+
+def describe_chunks(song: Song, analysis: SongAnalysis, chunks: list[Chunk], cfg: DescribeConfig) -> list[dict]:
+    """One dict of MusicInfo fields (and a few more) per chunk, aligned with `chunks`."""
+    credits = song_credits(song)
+    md = song.metadata
+    by_id = {c.chunk_id: c for c in analysis.chunks}
+    source_instruments = [i for i in analysis.instruments if i in vocabulary.instruments([*md.tags, *md.keywords]) + vocabulary.find_in_text(md.title, "instrument")]
+    genre = analysis.genres[0] if analysis.genres else None
+    out = []
+    for chunk in chunks:
+        facts = _chunk_facts(analysis, by_id.get(chunk.chunk_id), source_instruments)
+        rng = random.Random(f"{cfg.seed}:{chunk.chunk_id}")
+        description = write_description(facts, genre, rng)
+        keywords = _keywords(
+            [display(g) for g in analysis.genres], facts["moods"], facts["instrument"], md.keywords, md.tags, limit=cfg.max_keywords
+        )
+        out.append(
+            {
+                "title": credits.title,
+                "artist": credits.artist,
+                "artists": credits.all_artists,
+                "featured_artists": list(credits.featured),
+                "key": facts["key"],
+                "bpm": facts["bpm"],
+                "genre": genre,
+                "genres": list(analysis.genres),
+                "moods": facts["moods"],
+                "derived_moods": facts["derived_moods"],
+                "keywords": keywords,
+                "description": description,
+                "name": chunk.chunk_id,
+                "instrument": facts["instrument"],
+            }
+        )
+    return out

@@ -1,0 +1,200 @@
+"""Measurements on one piece of audio: tempo, key, loudness, danceability,
+silence, brightness and the low-level cues used for instruments and "is this
+music?".
+
+Libraries do the measuring: essentia (RhythmExtractor2013, KeyExtractor,
+Danceability), pyloudnorm (EBU R128 integrated loudness), librosa (HPSS,
+spectral centroid, onset strength), soxr (resampling). This module only picks
+parameters and turns their outputs into one flat dataclass.
+
+Key profile: ``shaath`` by default. Measured on 48 synthetic signals (the 24
+keys x {cadential i-iv-V-i / I-IV-V-I progression from
+``processing.testsignals``, ``processing.synth.synth_song`` loop}) it was right
+on 47/48, against krumhansl 46, edma 41, bgate 36, temperley 36, edmm 24; on
+the real clips (Vibe Ace, Lets Go Fishin', the ragtime, the drum-bass excerpt)
+shaath, edma and krumhansl agree with one another.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .types import AudioData
+
+ESSENTIA_RATE = 44100  # RhythmExtractor2013 and KeyExtractor assume 44.1 kHz
+FEATURE_RATE = 22050  # librosa cues (HPSS, centroid, onsets) need no more
+MIN_LOUDNESS_LUFS = -70.0  # EBU R128 absolute gate: quieter is reported as this
+KEY_PROFILES = ("shaath", "krumhansl", "edma", "edmm", "bgate", "temperley", "diatonic", "tonictriad", "temperley2005", "noland")
+
+
+class AnalysisError(ValueError):
+    """The audio cannot be analysed (empty, too short, bad parameter); the message says why."""
+
+
+@dataclass
+class Features:
+    duration_s: float
+    bpm: float  # 0.0 when no beat was found
+    bpm_confidence: float  # essentia's beat confidence: <1 very low, 1-1.5 low, 1.5-3.5 good, >3.5 excellent
+    key: str  # "C", "C#", ..., "Bb" (essentia's spelling); "" when the audio is silent
+    scale: str  # "major" / "minor" / ""
+    key_strength: float  # 0..1
+    loudness_lufs: float  # EBU R128 integrated loudness, >= MIN_LOUDNESS_LUFS
+    peak: float  # sample peak, linear
+    peak_db: float  # sample peak, dBFS
+    danceability: float  # essentia's DFA danceability, 0..~3
+    silence_ratio: float  # share of 50 ms frames below the silence threshold
+    brightness_hz: float  # mean spectral centroid of non-silent frames
+    percussive_ratio: float  # energy share of the percussive (HPSS) part
+    percussive_flatness: float  # spectral flatness of the percussive part (noisy drums ~0.02-0.05, piano ~0.001)
+    kick_ratio: float  # percussive energy in 30-150 Hz, share of all energy
+    low_harmonic_ratio: float  # harmonic energy in 30-200 Hz, share of all energy (bass)
+    below_1k_ratio: float  # energy share below 1 kHz (almost all music puts energy here)
+    pulse: float  # peak onset-envelope autocorrelation at 50-200 BPM lags: rhythmic regularity, 0..1
+    low_energy_ratio: float  # share of 93 ms frames quieter than half the mean RMS (speech ~0.4, sustained music ~0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_mono(audio: AudioData, rate: int) -> np.ndarray:
+    """Average channels and resample (soxr, high quality) to `rate`; float32, contiguous."""
+    mono = audio.samples.mean(axis=0, dtype=np.float64)
+    if audio.sample_rate != rate:
+        import soxr
+
+        mono = soxr.resample(mono, audio.sample_rate, rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def rms_db(x: np.ndarray) -> float:
+    """RMS level in dBFS of any array (-inf-safe: silent -> -200)."""
+    energy = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+    return 10.0 * math.log10(energy) if energy > 1e-20 else -200.0
+
+
+def tempo(x44: np.ndarray) -> tuple[float, float]:
+    """(bpm, confidence) by essentia RhythmExtractor2013 (multifeature) on 44.1 kHz mono."""
+    import essentia.standard as es
+
+    if len(x44) < ESSENTIA_RATE:  # under a second: no beat can be found
+        return 0.0, 0.0
+    bpm, _ticks, confidence, _est, _intervals = es.RhythmExtractor2013(method="multifeature")(x44)
+    return float(bpm), float(confidence)
+
+
+def key(x44: np.ndarray, profile: str = "shaath") -> tuple[str, str, float]:
+    """(key, scale, strength) by essentia KeyExtractor with the given profile."""
+    import essentia.standard as es
+
+    if profile not in KEY_PROFILES:
+        raise AnalysisError(f"key profile {profile!r} unknown; choose one of {', '.join(KEY_PROFILES)}")
+    if rms_db(x44) < -90:
+        return "", "", 0.0
+    k, scale, strength = es.KeyExtractor(profileType=profile, sampleRate=ESSENTIA_RATE)(x44)
+    return str(k), str(scale), float(strength)
+
+
+def loudness(audio: AudioData) -> float:
+    """EBU R128 integrated loudness (LUFS) with pyloudnorm, over all channels."""
+    import pyloudnorm
+
+    data = audio.samples.T.astype(np.float64)
+    block = 0.4
+    if audio.duration_s < block:  # pyloudnorm needs one 400 ms block: measure on a zero-padded copy
+        data = np.pad(data, ((0, int(block * audio.sample_rate) + 1 - len(data)), (0, 0)))
+    value = pyloudnorm.Meter(audio.sample_rate, block_size=block).integrated_loudness(data)
+    return float(max(MIN_LOUDNESS_LUFS, value)) if np.isfinite(value) else MIN_LOUDNESS_LUFS
+
+
+def danceability(x44: np.ndarray) -> float:
+    import essentia.standard as es
+
+    if len(x44) < 2 * ESSENTIA_RATE:
+        return 0.0
+    return float(es.Danceability(sampleRate=ESSENTIA_RATE)(x44)[0])
+
+
+def silence_ratio(x: np.ndarray, rate: int, silence_db: float, frame_s: float = 0.05) -> float:
+    """Share of `frame_s` frames whose RMS is below `silence_db` dBFS."""
+    frame = max(1, int(frame_s * rate))
+    n = len(x) // frame
+    if n == 0:
+        return 1.0 if rms_db(x) < silence_db else 0.0
+    frames = x[: n * frame].reshape(n, frame).astype(np.float64)
+    levels = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-20)
+    return float(np.mean(levels < silence_db))
+
+
+def spectral_cues(x: np.ndarray, rate: int = FEATURE_RATE) -> dict[str, float]:
+    """HPSS energy shares, brightness and rhythmic regularity (librosa)."""
+    import librosa
+
+    n_fft, hop = 2048, 1024  # 46 ms hop: HPSS cost is in the median filters, this halves it (x4 vs 512 measured)
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    spec = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
+    harmonic, percussive = librosa.decompose.hpss(spec, kernel_size=(17, 31))  # 0.8 s in time, 31 bins (335 Hz)
+    freqs = librosa.fft_frequencies(sr=rate, n_fft=n_fft)
+    power = np.abs(spec) ** 2
+    total = float(power.sum()) or 1e-20
+
+    def share(matrix: np.ndarray, lo: float, hi: float) -> float:
+        band = (freqs >= lo) & (freqs < hi)
+        return float((np.abs(matrix[band]) ** 2).sum()) / total
+
+    mag = spec
+    frame_energy = power.sum(axis=0)
+    loud = frame_energy > 1e-6 * (frame_energy.max() or 1.0)
+    centroid = librosa.feature.spectral_centroid(S=mag, sr=rate)[0]
+    perc_mag = np.abs(percussive)
+    flatness = librosa.feature.spectral_flatness(S=perc_mag + 1e-10)[0]
+    onset = librosa.onset.onset_strength(S=librosa.amplitude_to_db(mag, ref=np.max), sr=rate, hop_length=hop)
+    pulse = 0.0
+    onset = onset - onset.mean()
+    if len(onset) > 8 and float(np.abs(onset).sum()) > 0:
+        ac = librosa.autocorrelate(onset)
+        ac = ac / (ac[0] or 1.0)
+        lags = np.arange(len(ac))
+        window = (lags >= int(60 / 200 * rate / hop)) & (lags <= int(60 / 50 * rate / hop))
+        if window.any():
+            pulse = float(max(0.0, ac[window].max()))
+    rms = np.sqrt(frame_energy)
+    low_energy = float(np.mean(rms < 0.5 * rms.mean())) if rms.mean() > 0 else 1.0
+    return {
+        "low_energy_ratio": low_energy,
+        "brightness_hz": float(centroid[loud].mean()) if loud.any() else 0.0,
+        "percussive_ratio": share(percussive, 0, rate),
+        "percussive_flatness": float(flatness[loud].mean()) if loud.any() else 0.0,
+        "kick_ratio": share(percussive, 30, 150),
+        "low_harmonic_ratio": share(harmonic, 30, 200),
+        "below_1k_ratio": share(spec, 0, 1000),
+        "pulse": pulse,
+    }
+
+
+def measure(audio: AudioData, key_profile: str = "shaath", silence_db: float = -60.0) -> Features:
+    """Every measurement of this module on one piece of audio (any rate, any channels)."""
+    if audio.num_frames == 0:
+        raise AnalysisError("audio has no samples")
+    x44 = to_mono(audio, ESSENTIA_RATE)
+    x22 = to_mono(audio, FEATURE_RATE)
+    bpm, confidence = tempo(x44)
+    k, scale, strength = key(x44, key_profile)
+    peak = float(np.abs(audio.samples).max())
+    return Features(
+        duration_s=audio.duration_s,
+        bpm=round(bpm, 2),
+        bpm_confidence=round(confidence, 3),
+        key=k,
+        scale=scale,
+        key_strength=round(strength, 3),
+        loudness_lufs=round(loudness(audio), 2),
+        peak=peak,
+        peak_db=round(20 * math.log10(peak), 2) if peak > 0 else -200.0,
+        danceability=round(danceability(x44), 3),
+        silence_ratio=round(silence_ratio(x22, FEATURE_RATE, silence_db), 3),
+        **{k2: round(v, 4) for k2, v in spectral_cues(x22).items()},
+    )

@@ -1,0 +1,111 @@
+"""Which instruments a chunk holds: from Demucs stems when there are some, from
+audio cues otherwise; and how much vocal energy is left in an instrumental.
+
+With stems: a stem's level is its energy relative to the mix it was separated
+from, in dB (``10*log10(E_stem / E_mix)`` over the chunk). A stem is *present*
+when that level is above ``stem_presence_db`` and its own RMS is above
+``silence_db`` dBFS (so a whisper of bleed in a quiet passage does not count).
+
+Without stems (separator ``none`` or ``offline``, whose "other" stem is
+everything but vocals), only two instruments can be told from cues, and the
+rules are deliberately conservative:
+- drums: the percussive part (librosa HPSS) carries >= 15 % of the energy AND
+  its spectral flatness is >= 0.02 (drums are noisy; piano attacks are
+  percussive but tonal: flatness ~0.001);
+- bass: harmonic energy in 30-200 Hz is >= 20 % of all energy.
+Measured on the real clips (10 s windows): drum-bass excerpt percussive 0.31 /
+flatness 0.052 / low 0.50; solo ragtime piano <= 0.18 / <= 0.004 / <= 0.14;
+synth_song with drums 0.41 / 0.051, without 0.01 / 0.000.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .features import Features
+
+# Stems that are instruments, in the order descriptions name them.
+STEM_INSTRUMENTS = {"drums": "drums", "bass": "bass", "guitar": "guitar", "piano": "piano", "other": "other"}
+VOCAL_STEM = "vocals"
+
+DRUMS_MIN_PERCUSSIVE = 0.15
+DRUMS_MIN_FLATNESS = 0.02
+BASS_MIN_LOW_HARMONIC = 0.20
+
+
+@dataclass
+class InstrumentReport:
+    instruments: list[str]  # present instruments (never "vocals")
+    stem_db: dict[str, float] = field(default_factory=dict)  # stem -> dB relative to the mix
+    source_vocals: Optional[bool] = None  # the source had vocals in this span (None: no vocal stem to tell)
+    method: str = "stems"  # "stems" or "features"
+
+
+def _energy(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+
+
+def _db(ratio: float) -> float:
+    return round(10 * math.log10(ratio), 2) if ratio > 1e-20 else -200.0
+
+
+def from_stems(
+    mix: np.ndarray,
+    stems: dict[str, np.ndarray],
+    presence_db: float,
+    silence_db: float = -60.0,
+) -> InstrumentReport:
+    """Instrument presence from stem energies over one span. Arrays: any shape, same length."""
+    mix_energy = _energy(mix)
+    stem_db: dict[str, float] = {}
+    present: list[str] = []
+    vocals = False
+    for name, samples in stems.items():
+        energy = _energy(samples)
+        level = _db(energy / mix_energy) if mix_energy > 0 else -200.0
+        stem_db[name] = level
+        audible = level >= presence_db and _db(energy) >= silence_db
+        if name == VOCAL_STEM:
+            vocals = audible
+        elif audible:
+            present.append(STEM_INSTRUMENTS.get(name, name))
+    order = list(STEM_INSTRUMENTS.values())
+    present.sort(key=lambda n: order.index(n) if n in order else len(order))
+    return InstrumentReport(present, stem_db, vocals, "stems")
+
+
+def from_features(features: Features) -> InstrumentReport:
+    """Drums and bass from audio cues (see module docstring); nothing else is claimed."""
+    present = []
+    if features.percussive_ratio >= DRUMS_MIN_PERCUSSIVE and features.percussive_flatness >= DRUMS_MIN_FLATNESS:
+        present.append("drums")
+    if features.low_harmonic_ratio >= BASS_MIN_LOW_HARMONIC:
+        present.append("bass")
+    return InstrumentReport(present, {}, None, "features")
+
+
+def residual_vocal_db(instrumental: np.ndarray, vocals: np.ndarray, rate: int, window_s: float = 0.5) -> float:
+    """Energy of the instrumental's component along the vocal stem, in dB relative
+    to the instrumental (``-200`` when none).
+
+    In each window the instrumental is projected on the separated vocals
+    (least squares gain, clipped at >= 0): a clean instrumental is
+    uncorrelated with the vocals (projection ~0), vocal bleed is not. Hand-written
+    because no library measures bleed against a reference stem. Arrays are mono.
+    """
+    n = min(len(instrumental), len(vocals))
+    win = max(1, int(window_s * rate))
+    projected = 0.0
+    for start in range(0, n, win):
+        inst = instrumental[start : start + win].astype(np.float64)
+        voc = vocals[start : start + win].astype(np.float64)
+        denom = float(voc @ voc)
+        if denom <= 1e-12:
+            continue
+        gain = max(0.0, float(inst @ voc) / denom)
+        projected += gain * gain * denom
+    total = float(np.sum(np.square(instrumental[:n], dtype=np.float64)))
+    return _db(projected / total) if total > 0 else -200.0

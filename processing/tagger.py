@@ -1,0 +1,143 @@
+"""Pluggable audio taggers: pretrained models that score genre and mood labels.
+
+A tagger is anything with ``name`` and ``tag(audio) -> {label: score in 0..1}``.
+Labels are free text; ``labels_to_vocabulary`` maps them to the documented
+vocabulary (``processing.vocabulary``) and keeps those above a threshold.
+
+Choose one with ``analyse.tagger`` (and ``analyse.tagger_weights``):
+- unset: no model; genre/mood come from the source metadata, and moods are
+  derived from features (``processing.moods``) and marked derived;
+- ``essentia-tf``: Essentia's TensorFlow models (Discogs-EffNet embeddings +
+  the genre_discogs400 and mtg_jamendo_moodtheme heads). Needs the
+  ``essentia-tensorflow`` package (not the plain ``essentia`` wheel) and a
+  folder (``tagger_weights``) holding the files listed in
+  ``ESSENTIA_TF_FILES`` with their ``.json`` metadata, downloaded by the user
+  from https://essentia.upf.edu/models.html;
+- ``python:package.module:factory``: your own model; ``factory(weights)``
+  returns a Tagger (or a plain callable ``audio -> {label: score}``).
+Missing packages or files raise ``TaggerUnavailable`` with what to install or
+download, before any audio is processed.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from . import vocabulary
+from .features import to_mono
+from .types import AudioData
+
+ESSENTIA_TF_FILES = {
+    "embedding": "discogs-effnet-bs64-1.pb",
+    "genre": "genre_discogs400-discogs-effnet-1.pb",
+    "mood": "mtg_jamendo_moodtheme-discogs-effnet-1.pb",
+}
+
+
+class TaggerUnavailable(RuntimeError):
+    """The configured tagger cannot run here; the message says what is missing and how to get it."""
+
+
+class Tagger(Protocol):
+    name: str
+
+    def tag(self, audio: AudioData) -> dict[str, float]:
+        """Label -> score (0..1) for one piece of audio."""
+
+
+@dataclass
+class CallableTagger:
+    name: str
+    fn: Callable[[AudioData], dict[str, float]]
+
+    def tag(self, audio: AudioData) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.fn(audio).items()}
+
+
+class EssentiaTFTagger:
+    """Discogs-EffNet genre (400 Discogs styles) and MTG-Jamendo mood/theme heads."""
+
+    name = "essentia-tf"
+
+    def __init__(self, weights: Optional[Path]):
+        try:
+            import essentia.standard as es
+        except ImportError as exc:  # pragma: no cover - essentia is a dependency
+            raise TaggerUnavailable("tagger essentia-tf: essentia is not installed") from exc
+        if not hasattr(es, "TensorflowPredictEffnetDiscogs") or not hasattr(es, "TensorflowPredict2D"):
+            raise TaggerUnavailable(
+                "tagger essentia-tf: this essentia build has no TensorFlow support; "
+                "`pip install essentia-tensorflow` (replaces `essentia`) or leave analyse.tagger unset"
+            )
+        if weights is None or not Path(weights).is_dir():
+            raise TaggerUnavailable(
+                f"tagger essentia-tf: analyse.tagger_weights must be a folder holding {', '.join(ESSENTIA_TF_FILES.values())} "
+                f"and their .json files (from https://essentia.upf.edu/models.html); got {weights}"
+            )
+        folder = Path(weights)
+        missing = [f for f in ESSENTIA_TF_FILES.values() if not (folder / f).is_file()]
+        missing += [Path(f).with_suffix(".json").name for k, f in ESSENTIA_TF_FILES.items() if k != "embedding" and not (folder / f).with_suffix(".json").is_file()]
+        if missing:
+            raise TaggerUnavailable(f"tagger essentia-tf: missing in {folder}: {', '.join(missing)}")
+        self._embed = es.TensorflowPredictEffnetDiscogs(graphFilename=str(folder / ESSENTIA_TF_FILES["embedding"]), output="PartitionedCall:1")
+        self._heads = []
+        for head in ("genre", "mood"):
+            path = folder / ESSENTIA_TF_FILES[head]
+            meta = json.loads(path.with_suffix(".json").read_text())
+            schema = meta.get("schema", {})
+            inp = (schema.get("inputs") or [{}])[0].get("name", "model/Placeholder")
+            out = next((o["name"] for o in schema.get("outputs", []) if o.get("output_purpose") == "predictions"), "model/Sigmoid")
+            self._heads.append((es.TensorflowPredict2D(graphFilename=str(path), input=inp, output=out), meta["classes"]))
+
+    def tag(self, audio: AudioData) -> dict[str, float]:
+        embeddings = self._embed(to_mono(audio, 16000))
+        scores: dict[str, float] = {}
+        for model, classes in self._heads:
+            mean = np.asarray(model(embeddings)).mean(axis=0)
+            for label, score in zip(classes, mean):
+                for part in str(label).split("---"):  # "Electronic---Deep House" -> both words
+                    scores[part] = max(scores.get(part, 0.0), float(score))
+        return scores
+
+
+def make_tagger(name: Optional[str], weights: Optional[Path] = None) -> Optional[Tagger]:
+    """The configured tagger, or None when `name` is unset."""
+    if not name:
+        return None
+    if name == "essentia-tf":
+        return EssentiaTFTagger(weights)
+    if name.startswith("python:"):
+        target = name[len("python:") :]
+        module_name, _, attr = target.partition(":")
+        if not module_name or not attr:
+            raise TaggerUnavailable(f"tagger {name!r}: expected python:package.module:factory")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise TaggerUnavailable(f"tagger {name!r}: cannot import {target}: {exc}") from exc
+        made = factory(weights)
+        if hasattr(made, "tag"):
+            return made
+        if callable(made):
+            return CallableTagger(target, made)
+        raise TaggerUnavailable(f"tagger {name!r}: factory returned {type(made).__name__}, not a tagger or callable")
+    raise TaggerUnavailable(f"tagger {name!r} unknown: use essentia-tf, python:module:factory, or leave it unset")
+
+
+def labels_to_vocabulary(scores: dict[str, float], threshold: float) -> tuple[list[str], list[str]]:
+    """(genres, moods) in the vocabulary whose best label score is >= threshold, best first."""
+    best: dict[tuple[str, str], float] = {}
+    for label, score in scores.items():
+        if score < threshold:
+            continue
+        for table, lookup in (("genre", vocabulary.genre), ("mood", vocabulary.mood)):
+            word = lookup(label)
+            if word:
+                best[(table, word)] = max(best.get((table, word), 0.0), score)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])
+    return [w for (t, w), _ in ranked if t == "genre"], [w for (t, w), _ in ranked if t == "mood"]

@@ -1,0 +1,285 @@
+"""Analyse stage: tempo/key against synthetic ground truth, instruments from stems
+and from cues on real clips, "is this music?" flags, genre/mood sources, tagger
+interface and the report summary."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BIRD, DRUM_BASS, PIANO, SPEECH, VIBE_ACE
+from processing import audio_io
+from processing.analyse import STEM_NAMES, SongAnalysis, analyse_audio, check_config, analyse_file, analyse_song, summarise
+from processing.config import AnalyseConfig, config_from_dict
+from processing.features import measure, to_mono
+from processing.synth import synth_song
+from processing.tagger import TaggerUnavailable, labels_to_vocabulary, make_tagger
+from processing.testsignals import chord_progression, click_track
+from processing.types import AudioData, Chunk, SeparatedSong, Song, SongMetadata
+
+CFG = AnalyseConfig()
+
+
+def clip(path: Path, start_s: float, dur_s: float) -> AudioData:
+    audio = audio_io.decode(path)
+    a, b = int(start_s * audio.sample_rate), int((start_s + dur_s) * audio.sample_rate)
+    return AudioData(audio.samples[:, a:b], audio.sample_rate)
+
+
+def make_song(
+    tmp: Path,
+    mix: AudioData,
+    stems: dict[str, AudioData],
+    instrumental: AudioData,
+    chunk_s: float,
+    metadata: SongMetadata | None = None,
+    model: str = "htdemucs",
+    song_id: str = "s1",
+) -> tuple[SeparatedSong, list[Chunk]]:
+    """Write the files a separated, chunked song has on disk (chunks as 32 kHz mono wav)."""
+    src = audio_io.write(tmp / f"{song_id}.flac", mix)
+    song = Song(song_id, src, metadata or SongMetadata(), "0" * 64, mix.duration_s, mix.sample_rate, mix.channels)
+    stem_paths = {n: audio_io.write(tmp / f"{song_id}_{n}.flac", s) for n, s in stems.items()}
+    inst_path = audio_io.write(tmp / f"{song_id}_instrumental.flac", instrumental)
+    chunks = []
+    mono32 = to_mono(instrumental, 32000)
+    for i in range(int(instrumental.duration_s // chunk_s)):
+        start, end = i * chunk_s, (i + 1) * chunk_s
+        samples = mono32[int(start * 32000) : int(end * 32000)]
+        path = audio_io.write(tmp / "audio" / f"{song_id}-{i:03d}.wav", AudioData(samples, 32000), "PCM_16")
+        chunks.append(
+            Chunk(f"{song_id}-{i:03d}", song_id, i, start, end, chunk_s, 32000, 1, path, audio_io.file_sha256(path),
+                  float(np.abs(samples).max()), -20.0)
+        )
+    return SeparatedSong(song, inst_path, stem_paths, mix.sample_rate, model), chunks
+
+
+# ------------------------------------------------------------------ tempo and key
+
+
+@pytest.mark.parametrize("bpm", [90, 120, 140])
+def test_click_track_tempo_within_2_percent(bpm):
+    f = measure(click_track(bpm, duration_s=15), CFG.key_profile)
+    assert f.bpm == pytest.approx(bpm, rel=0.02)
+    assert f.bpm_confidence >= 1.5
+
+
+@pytest.mark.parametrize("key,scale", [("A", "minor"), ("Eb", "major"), ("F#", "minor"), ("C", "major")])
+def test_key_of_chord_progressions(key, scale):
+    f = measure(chord_progression(key, scale, bpm=96, duration_s=12), CFG.key_profile)
+    assert (f.key, f.scale) == (key if key != "F#" else "F#", scale)
+
+
+def test_default_profile_gets_synth_song_minor_loop_right():
+    # synth_song's i-VI-III-VII loop: edma calls it the relative major, shaath does not
+    song = synth_song(bpm=100, key="A", scale="minor", duration_s=12, vocals=False, stereo=False)
+    f = measure(song.mix, CFG.key_profile)
+    assert (f.key, f.scale) == ("A", "minor")
+
+
+def test_unknown_key_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match="key profile 'nope' unknown"):
+        measure(click_track(120, duration_s=3), "nope")
+
+
+# ------------------------------------------------------------------ songs with stems
+
+
+def test_song_with_stems_tempo_key_instruments_and_vocals(tmp_path):
+    s = synth_song(bpm=128, key="D", scale="major", duration_s=20, vocals=True, seed=1)
+    inst = AudioData(sum(s.stems[n].samples for n in ("drums", "bass", "other")), s.mix.sample_rate)
+    sep, chunks = make_song(tmp_path, s.mix, s.stems, inst, chunk_s=10)
+    result = analyse_song(sep, chunks, CFG)
+    rows = result.chunk_rows()
+    assert len(rows) == len(chunks) == 2
+    for row in rows:
+        assert row["bpm"] == pytest.approx(128, rel=0.02)
+        assert (row["key"], row["scale"]) == ("D", "major")
+        assert row["instrument"] == ["drums", "bass", "other"]
+        assert row["instrument_method"] == "stems"
+        assert row["source_vocals"] is True  # the source had vocals ...
+        assert row["residual_vocal_db"] < CFG.residual_vocal_db  # ... the instrumental holds none
+        assert row["flags"] == []
+        assert set(f"stem_{n}_db" for n in STEM_NAMES) <= set(row)
+        assert row["stem_guitar_db"] is None and -20 < row["stem_drums_db"] < 0
+    song = result.song_row()
+    restored = SongAnalysis.from_dict(json.loads(json.dumps(result.to_dict())))  # the stage cache's round trip
+    assert restored.song_row() == song and restored.chunk_rows() == rows
+    assert song["song_bpm"] == pytest.approx(128, rel=0.02)
+    assert (song["song_key"], song["song_scale"]) == ("D", "major")
+    assert song["song_vocals_in_source"] is True and song["song_flags"] == []
+    assert all(k.startswith("song_") for k in song)
+    assert song["song_mood_source"] == "derived" and song["song_moods_derived"] is True
+    assert "upbeat" in song["song_moods"]  # rule: major and >= 110 BPM
+
+
+def test_vocal_bleed_and_missing_drums_are_measured(tmp_path):
+    s = synth_song(bpm=100, key="G", scale="major", duration_s=10, vocals=True, drums=False, seed=2)
+    leaky = AudioData(s.stems["bass"].samples + s.stems["other"].samples + 0.5 * s.stems["vocals"].samples, s.mix.sample_rate)
+    stems = dict(s.stems, drums=AudioData(np.zeros_like(s.mix.samples), s.mix.sample_rate))
+    sep, chunks = make_song(tmp_path, s.mix, stems, leaky, chunk_s=10)
+    result = analyse_song(sep, chunks, CFG)
+    row = result.chunk_rows()[0]
+    assert "drums" not in row["instrument"] and row["stem_drums_db"] == -200.0
+    assert row["residual_vocal_db"] > CFG.residual_vocal_db
+    assert "residual_vocals" in row["flags"] and "residual_vocals" in result.flags  # 1 of 1 chunks: a song flag
+
+
+# ------------------------------------------------------------------ real clips, no stems
+
+
+def test_drum_bass_excerpt_without_stems(shared_audio, tmp_path):
+    audio = clip(shared_audio / DRUM_BASS, 0, 20)
+    sep, chunks = make_song(tmp_path, audio, {}, audio, chunk_s=20, model="none")
+    row = analyse_song(sep, chunks, CFG).chunk_rows()[0]
+    assert row["instrument_method"] == "features"
+    assert {"drums", "bass"} <= set(row["instrument"])
+    assert row["flags"] == [] and row["source_vocals"] is None  # no vocal stem: unknown
+    assert row["stem_drums_db"] is None
+    assert 60 <= row["bpm"] <= 200 and row["loudness_lufs"] < -10
+
+
+def test_piano_ragtime_has_no_drums(shared_audio):
+    result = analyse_audio(clip(shared_audio / PIANO, 20, 20), CFG)
+    assert "drums" not in result.instruments.instruments
+    assert result.flags == []
+    assert result.features.key and result.features.bpm > 0
+
+
+def test_jazz_instrumental_is_music(shared_audio):
+    result = analyse_audio(clip(shared_audio / VIBE_ACE, 0, 20), CFG)
+    assert result.flags == []
+    assert result.features.bpm_confidence > 1.5 and -30 < result.features.loudness_lufs < -8
+
+
+@pytest.mark.parametrize("name,reason", [(SPEECH, "speech_like"), (BIRD, "no_low_range")])
+def test_speech_and_bird_are_not_music(shared_audio, name, reason):
+    result = analyse_file(shared_audio / name, CFG)
+    assert "non_music" in result.flags and reason in result.flags
+
+
+def test_too_short_song_is_measured_whole_and_flagged(shared_audio, tmp_path):
+    audio = audio_io.decode(shared_audio / SPEECH)
+    sep, chunks = make_song(tmp_path, audio, {}, audio, chunk_s=30, model="none")
+    assert chunks == []
+    result = analyse_song(sep, [], CFG)
+    assert "non_music" in result.flags and result.chunk_rows() == []
+
+
+def test_silence_is_flagged():
+    result = analyse_audio(AudioData(np.zeros((1, 44100 * 3), np.float32), 44100), CFG)
+    assert result.flags == ["silence"] and result.features.key == ""
+
+
+# ------------------------------------------------------------------ genre, moods, tagger
+
+
+def test_genre_and_moods_come_from_source_metadata(tmp_path):
+    s = synth_song(bpm=90, key="C", scale="major", duration_s=8, vocals=False)
+    md = SongMetadata(title="Chill Lofi Hip Hop Beat", tags=["Lo-Fi", "relaxing", "Music"], categories=["Music"], genre="Hip-Hop")
+    sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=8, metadata=md, model="none")
+    song = analyse_song(sep, chunks, CFG).song_row()
+    assert song["song_genres"][:2] == ["hip hop", "lo-fi"] and song["song_genre"] == "hip hop"
+    assert song["song_genre_source"] == "metadata"
+    assert song["song_moods"] == ["relaxed"] and song["song_mood_source"] == "metadata"
+    assert song["song_moods_derived"] is False
+
+
+def test_essentia_tagger_unavailable_says_what_to_do(tmp_path):
+    assert make_tagger(None) is None
+    with pytest.raises(TaggerUnavailable, match="essentia-tensorflow|tagger_weights"):
+        make_tagger("essentia-tf", tmp_path)
+    with pytest.raises(TaggerUnavailable, match="unknown"):
+        make_tagger("magic")
+    with pytest.raises(TaggerUnavailable, match="cannot import"):
+        make_tagger("python:no_such_module_xyz:factory")
+
+
+def test_python_tagger_plugs_in(tmp_path, monkeypatch):
+    module = tmp_path / "mm_test_tagger.py"
+    module.write_text(textwrap.dedent(
+        """
+        import numpy as np
+        def factory(weights):
+            # a stand-in model: percussive, loud audio -> "Drum'n'Bass", else "Ambient"
+            def tag(audio):
+                level = float(np.sqrt(np.mean(audio.samples ** 2)))
+                return {"Drum'n'Bass": 0.9 if level > 0.05 else 0.1, "Ambient": 0.2, "Energetic": 0.8, "Cat": 1.0}
+            return tag
+        """
+    ))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    s = synth_song(bpm=170, duration_s=8, vocals=False, stereo=False)
+    sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=8, model="none")
+    cfg = AnalyseConfig(tagger="python:mm_test_tagger:factory")
+    result = analyse_song(sep, chunks, cfg)
+    assert result.genres == ["drum and bass"] and result.genre_source == "tagger"
+    assert result.moods == ["energetic"] and result.mood_source == "tagger"
+    assert labels_to_vocabulary({"Jazz": 0.29, "Sad": 0.5}, 0.3) == ([], ["sad"])
+
+
+def test_check_config_fails_fast_with_the_setting_named(tmp_path):
+    check_config(AnalyseConfig())
+    with pytest.raises(ValueError, match="analyse.key_profile 'major' unknown"):
+        check_config(AnalyseConfig(key_profile="major"))
+    with pytest.raises(ValueError, match="residual_vocal_db"):
+        check_config(AnalyseConfig(residual_vocal_db=10))
+    with pytest.raises(TaggerUnavailable, match="essentia"):
+        check_config(AnalyseConfig(tagger="essentia-tf", tagger_weights=tmp_path))
+
+
+def test_config_section_accepts_new_fields():
+    cfg = config_from_dict({"analyse": {"residual_vocal_db": -25, "tagger": "essentia-tf", "silence_db": -55}})
+    assert cfg.analyse.residual_vocal_db == -25.0 and cfg.analyse.key_profile == "shaath"
+
+
+# ------------------------------------------------------------------ report
+
+
+def test_summarise_counts_included_rows():
+    rows = [
+        {"bpm": 121.0, "key": "D", "scale": "minor", "genre": "jazz", "moods": ["warm"], "instrument": ["drums", "bass"], "flags": []},
+        {"bpm": 125.0, "key": "D minor", "scale": "minor", "genre": None, "moods": [], "instrument": ["drums"], "flags": []},
+        {"bpm": 90.0, "key": "C", "scale": "major", "instrument": ["piano"], "flags": ["non_music", "speech_like"], "excluded": True},
+    ]
+    out = summarise(rows)
+    assert out["rows"] == 3 and out["included"] == 2
+    assert out["bpm_histogram"] == {"120-129": 2} and out["bpm_median"] == 123.0
+    assert out["keys"] == {"D minor": 2} and out["scales"] == {"minor": 2}
+    assert out["genres"] == {"jazz": 1} and out["moods"] == {"warm": 1}
+    assert out["instruments"] == {"drums": 2, "bass": 1}
+    assert out["flags"] == {"non_music": 1, "speech_like": 1}
+    assert summarise([])["included"] == 0
+
+
+def test_offline_separator_stems_use_cues_for_instruments(tmp_path):
+    # the offline separator returns "vocals" and "other" (= everything else): instruments come from cues
+    s = synth_song(bpm=120, key="A", scale="minor", duration_s=10, vocals=True, seed=4)
+    inst = AudioData(s.mix.samples - s.stems["vocals"].samples, s.mix.sample_rate)
+    sep, chunks = make_song(tmp_path, s.mix, {"vocals": s.stems["vocals"], "other": inst}, inst, chunk_s=10, model="offline")
+    result = analyse_song(sep, chunks, CFG)
+    row = result.chunk_rows()[0]
+    assert row["instrument_method"] == "features" and "drums" in row["instrument"]
+    assert row["source_vocals"] is True and result.vocals_in_source is True
+    assert row["stem_other_db"] > -3 and row["stem_drums_db"] is None
+    assert "residual_vocals" not in row["flags"]
+
+
+def test_missing_chunk_file_names_the_chunk(tmp_path):
+    s = synth_song(duration_s=5, vocals=False)
+    sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=5, model="none")
+    chunks[0].audio_path.unlink()
+    with pytest.raises(ValueError, match="chunk s1-000 of song s1: .*no such file"):
+        analyse_song(sep, chunks, CFG)
+
+
+def test_derived_mood_rules():
+    from processing.moods import derive_moods
+    from test_describe import feats
+
+    assert derive_moods(feats(bpm=140, scale="minor", lufs=-26, bright=800)) == ["tense", "energetic", "warm"]
+    assert derive_moods(feats(bpm=70, scale="major", lufs=-8, bright=2000)) == ["warm", "calm"]
+    assert derive_moods(feats(bpm=100, conf=0.5, scale="minor", lufs=-26, bright=3500)) == ["mellow"]
