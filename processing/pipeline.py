@@ -115,9 +115,13 @@ def analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg
 def write_table(rows: list[dict[str, Any]], path: Path) -> Path:
     """One Parquet table, a row per chunk; all-null/empty-list columns typed as strings."""
     table = pa.Table.from_pylist(rows) if rows else pa.table({"chunk_id": pa.array([], pa.string())})
+    from .analyse import COLUMN_TYPES  # Arrow types for analysis columns that may be null in every row
+
     fields = []
     for f in table.schema:
-        if pa.types.is_null(f.type):
+        if pa.types.is_null(f.type) and f.name in COLUMN_TYPES:
+            fields.append(pa.field(f.name, pa.type_for_alias(COLUMN_TYPES[f.name])))
+        elif pa.types.is_null(f.type):
             fields.append(pa.field(f.name, pa.string()))
         elif pa.types.is_list(f.type) and pa.types.is_null(f.type.value_type):
             fields.append(pa.field(f.name, pa.list_(pa.string())))
