@@ -1,0 +1,73 @@
+"""Write rows of the published schema as sharded Parquet: <split>-NNNNN-of-NNNNN.parquet."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import arrow_schema
+
+ROW_OVERHEAD_BYTES = 2048  # metadata of one row, roughly
+AUDIO_ROWS_PER_GROUP = 64  # small row groups keep random access to audio rows cheap
+
+
+def audio_entry(build_dir: Path, audio_path: str, embed: bool) -> dict[str, Any]:
+    """The audio cell: file bytes + file name (embedded) or the path relative to the build folder."""
+    if embed:
+        return {"bytes": (Path(build_dir) / audio_path).read_bytes(), "path": Path(audio_path).name}
+    return {"bytes": None, "path": audio_path}
+
+
+def plan_shards(sizes: list[int], max_bytes: int) -> list[tuple[int, int]]:
+    """Cut rows (given their estimated sizes) into consecutive [start, end) shards of <= max_bytes.
+
+    A single row larger than the limit gets a shard of its own.
+    """
+    shards: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > max_bytes:
+            shards.append((start, i))
+            start, total = i, 0
+        total += size
+    if sizes:
+        shards.append((start, len(sizes)))
+    return shards
+
+
+def write_split(
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    split: str,
+    sample_rate: int,
+    shard_max_mb: float,
+    audio_for: Callable[[dict[str, Any]], dict[str, Any]],
+    size_of: Callable[[dict[str, Any]], int],
+) -> list[Path]:
+    """Write one split's rows (their `audio` cell filled by `audio_for`) and return the shard paths.
+
+    An empty split still gets one empty shard, so every declared split loads.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob(f"{split}-*-of-*.parquet"):
+        old.unlink()
+    schema = arrow_schema(sample_rate)
+    max_bytes = max(1, int(shard_max_mb * 1024 * 1024))
+    plan = plan_shards([size_of(r) + ROW_OVERHEAD_BYTES for r in rows], max_bytes) or [(0, 0)]
+    paths = []
+    for n, (start, end) in enumerate(plan):
+        path = out_dir / f"{split}-{n:05d}-of-{len(plan):05d}.parquet"
+        batch = [dict(r, audio=audio_for(r)) for r in rows[start:end]]
+        table = pa.Table.from_pylist(batch, schema=schema)
+        tmp = path.with_name(f".{path.name}.partial")
+        pq.write_table(table, tmp, row_group_size=AUDIO_ROWS_PER_GROUP, compression="zstd")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def read_split(paths: list[Path], columns: Optional[list[str]] = None) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
