@@ -7,10 +7,10 @@ Rule (documented in the dataset card and the README):
    [0, 1). u < validation_ratio -> validation; u < validation_ratio +
    test_ratio -> test; otherwise train. The score depends on nothing but the
    song id and the salt, so adding or removing songs never moves another song.
-3. Small-set guarantee (only when validation_ratio > 0 and there are >= 2
-   unpinned songs): if no song lands in validation, the unpinned train song
-   with the lowest score is moved there; if no song lands in train, the
-   unpinned non-train song with the highest score is moved to train. This is
+3. Small-set guarantee: if no song lands in validation (validation_ratio > 0
+   and >= 2 unpinned songs), the unpinned train song with the lowest score is
+   moved there; if no song lands in train (>= 1 unpinned song), the unpinned
+   non-train song with the highest score is moved to train. This is
    the only case where an existing song can move when songs are added: the
    promoted song returns to train once another song scores into validation.
 """
@@ -54,14 +54,11 @@ def assign_splits(song_ids: Iterable[str], cfg: BuildConfig, pins: Optional[Mapp
         out[sid] = "validation" if u < val_ratio else "test" if u < val_ratio + test_ratio else "train"
         free.append(sid)
 
-    if val_ratio > 0 and len(free) >= 2:
-        by_score = sorted(free, key=lambda s: song_score(s, cfg.split_salt))
-        if "validation" not in out.values():
-            candidates = [s for s in by_score if out[s] == "train"]
-            if candidates:
-                out[candidates[0]] = "validation"
-        if "train" not in out.values():
-            candidates = [s for s in reversed(by_score) if out[s] != "train"]
-            if candidates:
-                out[candidates[0]] = "train"
+    by_score = sorted(free, key=lambda s: song_score(s, cfg.split_salt))
+    if val_ratio > 0 and len(free) >= 2 and "validation" not in out.values():
+        candidates = [s for s in by_score if out[s] == "train"]
+        if candidates:
+            out[candidates[0]] = "validation"
+    if free and "train" not in out.values():
+        out[by_score[-1]] = "train"
     return out
