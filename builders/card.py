@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,13 @@ def _configs_yaml(splits: tuple[str, ...]) -> str:
     for split in splits:
         lines += [f"  - split: {split}", f"    path: data/{split}-*.parquet"]
     return "\n".join(lines)
+
+
+def _nc_note(licences: Counter) -> str:
+    nc = [k for k in licences if re.search(r"\bNC\b|NON-?COMMERCIAL", k.upper())]
+    if not nc:
+        return ""
+    return f"Songs under a non-commercial licence ({', '.join(nc)}) restrict the whole dataset to non-commercial use."
 
 
 def _table(header: list[str], lines: list[list[Any]]) -> str:
@@ -130,7 +138,7 @@ Splits are assigned per song, never per chunk: no song appears in two splits.
 
 Every song keeps its own licence; attribution travels with the dataset.
 Licences: {", ".join(f"{k} ({v} song{'s' if v > 1 else ''})" for k, v in licences.most_common())}.
-Songs under a non-commercial licence (NC) restrict the whole dataset to non-commercial use.
+{_nc_note(licences)}
 
 {_table(["song_id", "title", "artist", "licence", "source"], src_lines)}
 

@@ -140,6 +140,10 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
             )
         return files
 
+    for stale in (build_dir / "data").glob("*-of-*.parquet"):  # splits of an earlier build
+        stale.unlink()
+    if (build_dir / "egs").is_dir():
+        shutil.rmtree(build_dir / "egs")
     if "parquet" in bcfg.exports:
         art.data_files = write_parquet(build_dir / "data", bcfg.embed_audio)
     if "audiocraft" in bcfg.exports:

@@ -77,6 +77,7 @@ def write_fixture_build(
     out_dir = Path(out_dir)
     cfg = PipelineConfig(out_dir=out_dir)
     cfg.chunk.chunk_s = chunk_s
+    cfg.chunk.min_tail_s = min(cfg.chunk.min_tail_s, chunk_s / 2)
     cfg.convert.sample_rate = sample_rate
     cfg.convert.format = fmt
     cfg.analyse.enabled = cfg.describe.enabled = with_analysis
@@ -138,3 +139,15 @@ def write_fixture_build(
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     return out_dir
+
+
+if __name__ == "__main__":  # python -m builders.fixture OUT_DIR [AUDIO_DIR]: a demo build from the real clips
+    import sys
+
+    from .dataset import build_dataset
+
+    out = Path(sys.argv[1])
+    audio = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[2] / "shared" / "audio"
+    demo = PipelineConfig()
+    demo.build.version = "demo"
+    print(build_dataset(write_fixture_build(out, audio), demo).to_dict())

@@ -60,10 +60,12 @@ def write_split(
     paths = []
     for n, (start, end) in enumerate(plan):
         path = out_dir / f"{split}-{n:05d}-of-{len(plan):05d}.parquet"
-        batch = [dict(r, audio=audio_for(r)) for r in rows[start:end]]
-        table = pa.Table.from_pylist(batch, schema=schema)
         tmp = path.with_name(f".{path.name}.partial")
-        pq.write_table(table, tmp, row_group_size=AUDIO_ROWS_PER_GROUP, compression="zstd")
+        # one row group in memory at a time: memory stays bounded whatever the shard size
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for g in range(start, max(end, start + 1), AUDIO_ROWS_PER_GROUP):
+                batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(end, g + AUDIO_ROWS_PER_GROUP)]]
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
         tmp.replace(path)
         paths.append(path)
     return paths

@@ -44,7 +44,7 @@ _ARROW = {
 
 COLUMNS: tuple[Column, ...] = (
     Column("audio", "audio", "the chunk's audio: WAV/FLAC bytes (embedded) or a path relative to the build folder"),
-    Column("chunk_id", "string", "<song_id>-<index:03d>", True),
+    Column("chunk_id", "string", "`<song_id>-<index:03d>`", True),
     Column("song_id", "string", "stable id of the song the chunk comes from", True),
     Column("chunk_index", "int", "position of the chunk in its song", True),
     Column("split", "string", "train, validation or test (assigned per song)"),
