@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from .schema import arrow_schema
 
 ROW_OVERHEAD_BYTES = 2048  # metadata of one row, roughly
-AUDIO_ROWS_PER_GROUP = 64  # small row groups keep random access to audio rows cheap
+ROW_GROUP_MAX_ROWS = 64  # small row groups keep random access to audio rows cheap ...
+ROW_GROUP_MAX_BYTES = 16 * 1024 * 1024  # ... and bound the memory one write needs
 
 
 def audio_entry(build_dir: Path, audio_path: str, embed: bool) -> dict[str, Any]:
@@ -56,16 +57,19 @@ def write_split(
         old.unlink()
     schema = arrow_schema(sample_rate)
     max_bytes = max(1, int(shard_max_mb * 1024 * 1024))
-    plan = plan_shards([size_of(r) + ROW_OVERHEAD_BYTES for r in rows], max_bytes) or [(0, 0)]
+    sizes = [size_of(r) + ROW_OVERHEAD_BYTES for r in rows]
+    plan = plan_shards(sizes, max_bytes) or [(0, 0)]
     paths = []
     for n, (start, end) in enumerate(plan):
         path = out_dir / f"{split}-{n:05d}-of-{len(plan):05d}.parquet"
         tmp = path.with_name(f".{path.name}.partial")
+        groups = [(start + a, start + b) for a, b in plan_shards(sizes[start:end], ROW_GROUP_MAX_BYTES)] or [(start, start)]
         # one row group in memory at a time: memory stays bounded whatever the shard size
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for g in range(start, max(end, start + 1), AUDIO_ROWS_PER_GROUP):
-                batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(end, g + AUDIO_ROWS_PER_GROUP)]]
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            for g_start, g_end in groups:
+                for g in range(g_start, max(g_end, g_start + 1), ROW_GROUP_MAX_ROWS):
+                    batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(g_end, g + ROW_GROUP_MAX_ROWS)]]
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
         tmp.replace(path)
         paths.append(path)
     return paths
