@@ -92,7 +92,8 @@ def render(card: CardInput, card_dir: Path, plot_paths: dict[str, Optional[Path]
     for r in rows:
         songs.setdefault(r["song_id"], r)
     split_lines = []
-    for split, split_rows in card.rows_by_split.items():
+    for split in dict.fromkeys(["train", "validation", *card.rows_by_split]):
+        split_rows = card.rows_by_split.get(split, [])
         n_songs = len({r["song_id"] for r in split_rows})
         split_lines.append([split, n_songs, len(split_rows), f"{_hours(split_rows):.3f}"])
     split_lines.append(["**total**", len(songs), len(rows), f"{_hours(rows):.3f}"])

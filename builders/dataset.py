@@ -105,7 +105,9 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
     channels = max(int(r["channels"]) for r in kept)
 
     song_splits = assign_splits([r["song_id"] for r in kept], bcfg, song_pins(kept))
-    present = [s for s in SPLITS if s in ("train", "validation") or s in song_splits.values()]
+    # only splits with songs get files (an empty Parquet split breaks `datasets`' reader);
+    # train is never empty (see builders/splits.py), validation may be with a single song
+    present = [s for s in SPLITS if s in song_splits.values()]
     kept.sort(key=lambda r: (r["song_id"], int(r["chunk_index"])))
     audio_paths = {r["chunk_id"]: str(r["audio_path"]) for r in kept}
     rows_by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in present}
@@ -119,7 +121,7 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
         name=bcfg.name,
         version=version,
         schema_version=SCHEMA_VERSION,
-        splits={
+        splits={"train": SplitStats(0, 0, 0.0), "validation": SplitStats(0, 0, 0.0)} | {
             s: SplitStats(len({r["song_id"] for r in rows}), len(rows), sum(r["duration_s"] for r in rows) / 3600.0)
             for s, rows in rows_by_split.items()
         },

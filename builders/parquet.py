@@ -49,7 +49,7 @@ def write_split(
 ) -> list[Path]:
     """Write one split's rows (their `audio` cell filled by `audio_for`) and return the shard paths.
 
-    An empty split still gets one empty shard, so every declared split loads.
+    The caller writes no empty split: `datasets` cannot read a Parquet file without rows.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,16 +58,18 @@ def write_split(
     schema = arrow_schema(sample_rate)
     max_bytes = max(1, int(shard_max_mb * 1024 * 1024))
     sizes = [size_of(r) + ROW_OVERHEAD_BYTES for r in rows]
-    plan = plan_shards(sizes, max_bytes) or [(0, 0)]
+    if not rows:
+        raise ValueError(f"split {split!r} has no rows: an empty split is not written")
+    plan = plan_shards(sizes, max_bytes)
     paths = []
     for n, (start, end) in enumerate(plan):
         path = out_dir / f"{split}-{n:05d}-of-{len(plan):05d}.parquet"
         tmp = path.with_name(f".{path.name}.partial")
-        groups = [(start + a, start + b) for a, b in plan_shards(sizes[start:end], ROW_GROUP_MAX_BYTES)] or [(start, start)]
+        groups = [(start + a, start + b) for a, b in plan_shards(sizes[start:end], ROW_GROUP_MAX_BYTES)]
         # one row group in memory at a time: memory stays bounded whatever the shard size
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for g_start, g_end in groups:
-                for g in range(g_start, max(g_end, g_start + 1), ROW_GROUP_MAX_ROWS):
+                for g in range(g_start, g_end, ROW_GROUP_MAX_ROWS):
                     batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(g_end, g + ROW_GROUP_MAX_ROWS)]]
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
         tmp.replace(path)

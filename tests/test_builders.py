@@ -218,3 +218,32 @@ def test_bad_build_folders_give_specific_errors(shared_audio, tmp_path):
     cfg.build.exports = ["parquet", "tfrecord"]
     with pytest.raises(ValueError, match="unknown export.*tfrecord"):
         build_dataset(build, cfg)
+
+
+def test_one_song_gives_train_only_and_still_loads(shared_audio, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    build = write_fixture_build(tmp_path / "b", shared_audio, songs=DEFAULT_SONGS[1:2], max_chunks=2)
+    art = build_dataset(build, PipelineConfig())
+    assert art.splits["train"].chunks == 2 and art.splits["validation"].chunks == 0
+    ds = datasets.load_dataset(str(art.hf_dir), cache_dir=str(tmp_path / "c"))
+    assert set(ds) == {"train"} and len(ds["train"]) == 2
+    assert not list((build / "data").glob("validation-*")) and not (build / "egs" / "validation").exists()
+    assert "| validation | 0 | 0 | 0.000 |" in art.card.read_text()
+
+
+def test_test_split_and_pins_reach_every_export(shared_audio, tmp_path):
+    import dataclasses
+
+    songs = list(DEFAULT_SONGS[:4])
+    songs[0] = dataclasses.replace(songs[0], split_pin="test")
+    songs[1] = dataclasses.replace(songs[1], split_pin="validation")
+    build = write_fixture_build(tmp_path / "b", shared_audio, songs=tuple(songs), max_chunks=1)
+    cfg = PipelineConfig()
+    cfg.build.test_ratio = 0.05
+    art = build_dataset(build, cfg)
+    assert art.song_splits["vibe-ace"] == "test" and art.song_splits["choice-drum-bass"] == "validation"
+    assert [r["chunk_id"] for r in _rows(art.data_files["test"])] == ["vibe-ace-000"]
+    src = __import__("yaml").safe_load(art.audiocraft["yaml"].read_text())["datasource"]
+    assert src["evaluate"].endswith("/egs/test") and src["valid"].endswith("/egs/validation")
+    readme = (art.hf_dir / "README.md").read_text()
+    assert "path: data/test-*.parquet" in readme
