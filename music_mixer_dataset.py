@@ -144,20 +144,14 @@ class MusicMixer(datasets.GeneratorBasedBuilder):
             features = datasets.Features.from_dict(json.loads(meta)["info"]["features"])
         else:
             features = datasets.Features.from_arrow_schema(schema)
-        self._sample_rate = 32000
-        for name, feature in list(features.items()):
-            if isinstance(feature, datasets.Audio):
-                self._sample_rate = feature.sampling_rate or self._sample_rate
-                features[name] = self._audio_feature()
+        audio = features["audio"]  # Audio(sampling_rate=..., mono=False for stereo builds)
+        if AUDIO_AS_STRUCT:
+            audio = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+        features["audio"] = audio
         if self.config.with_stems:
             for stem in STEM_NAMES:
-                features[f"stem_{stem}"] = self._audio_feature()
+                features[f"stem_{stem}"] = audio
         return features
-
-    def _audio_feature(self):
-        if AUDIO_AS_STRUCT:
-            return {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
-        return datasets.Audio(sampling_rate=self._sample_rate)
 
     def _info(self) -> datasets.DatasetInfo:
         card = self._local / "dataset_card.md"

@@ -138,7 +138,7 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
             files[split] = parquet.write_split(
                 rows, out, split, sample_rate, bcfg.shard_max_mb,
                 audio_for=lambda r: parquet.audio_entry(build_dir, audio_paths[r["chunk_id"]], embed),
-                size_of=size_embedded if embed else (lambda r: 0),
+                size_of=size_embedded if embed else (lambda r: 0), channels=channels,
             )
         return files
 

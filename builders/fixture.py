@@ -72,6 +72,7 @@ def write_fixture_build(
     fmt: str = "wav",
     with_analysis: bool = True,
     with_stems: bool = False,
+    channels: int = 1,
 ) -> Path:
     """Write DIR/audio, DIR/chunks.parquet, DIR/report.json, DIR/config.json; return DIR."""
     out_dir = Path(out_dir)
@@ -82,6 +83,7 @@ def write_fixture_build(
     cfg.convert.format = fmt
     cfg.analyse.enabled = cfg.describe.enabled = with_analysis
     cfg.separate.keep_stems = with_stems
+    cfg.convert.channels = channels
     rows: list[dict[str, Any]] = []
     for song in songs:
         src = Path(audio_dir) / song.file
@@ -91,26 +93,27 @@ def write_fixture_build(
         for i in range(n):
             start = i * chunk_s
             data, rate = _read_segment(src, start, chunk_s)
-            mono = data.mean(axis=1)
-            mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
+            frames = data.mean(axis=1) if channels == 1 else np.repeat(data, 2, axis=1)[:, :2] if data.shape[1] == 1 else data[:, :2]
+            # `mono` holds (samples,) or (samples, 2): the training format
+            mono = np.ascontiguousarray(soxr.resample(frames, rate, sample_rate).astype(np.float32))
             peak = float(np.max(np.abs(mono))) or 1.0
             if peak > 0.99:
                 mono *= 0.99 / peak
             chunk_id = f"{song.song_id}-{i:03d}"
             rel = f"audio/{song.song_id}/{chunk_id}.{fmt}"
-            write(out_dir / rel, AudioData(mono, sample_rate), subtype="PCM_16")
+            write(out_dir / rel, AudioData(mono.T, sample_rate), subtype="PCM_16")
             stems: dict[str, str] = {}
             if with_stems:
                 for stem, gain in (("drums", 0.5), ("other", 0.25)):
                     srel = f"stems/{song.song_id}/{chunk_id}/{stem}.flac"
-                    write(out_dir / srel, AudioData(mono * gain, sample_rate), subtype="PCM_16")
+                    write(out_dir / srel, AudioData((mono * gain).T, sample_rate), subtype="PCM_16")
                     stems[stem] = srel
             dur = len(mono) / sample_rate
             rms = float(np.sqrt(np.mean(mono.astype(np.float64) ** 2)))
             row: dict[str, Any] = {
                 "chunk_id": chunk_id, "song_id": song.song_id, "chunk_index": i,
                 "start_s": start, "end_s": start + dur, "duration_s": dur, "padded_s": 0.0,
-                "sample_rate": sample_rate, "channels": 1, "audio_path": rel,
+                "sample_rate": sample_rate, "channels": channels, "audio_path": rel,
                 "audio_sha256": file_sha256(out_dir / rel), "song_sha256": song_sha,
                 "separation_model": "none", "peak": float(np.max(np.abs(mono))),
                 "rms_db": 20 * np.log10(max(rms, 1e-9)), "stem_paths": json.dumps(stems),

@@ -46,6 +46,7 @@ def write_split(
     shard_max_mb: float,
     audio_for: Callable[[dict[str, Any]], dict[str, Any]],
     size_of: Callable[[dict[str, Any]], int],
+    channels: int = 1,
 ) -> list[Path]:
     """Write one split's rows (their `audio` cell filled by `audio_for`) and return the shard paths.
 
@@ -55,7 +56,7 @@ def write_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob(f"{split}-*-of-*.parquet"):
         old.unlink()
-    schema = arrow_schema(sample_rate)
+    schema = arrow_schema(sample_rate, channels)
     max_bytes = max(1, int(shard_max_mb * 1024 * 1024))
     sizes = [size_of(r) + ROW_OVERHEAD_BYTES for r in rows]
     if not rows:

@@ -105,23 +105,25 @@ REQUIRED_INPUT = tuple(c.name for c in COLUMNS if c.required) + ("audio_path",)
 CONSUMED_INPUT = ("audio_path", "excluded", "exclude_reason")
 
 
-def arrow_schema(sample_rate: int) -> pa.Schema:
+def arrow_schema(sample_rate: int, channels: int = 1) -> pa.Schema:
     """The Arrow schema of every shard, with the `datasets` features in its metadata."""
     import json
 
     fields = [pa.field(c.name, _ARROW[c.kind]) for c in COLUMNS]
     meta = {
-        "huggingface": json.dumps({"info": {"features": features_dict(sample_rate)}}),
+        "huggingface": json.dumps({"info": {"features": features_dict(sample_rate, channels=channels)}}),
         "music_mixer_schema_version": SCHEMA_VERSION,
     }
     return pa.schema(fields, metadata=meta)
 
 
-def features_dict(sample_rate: int, audio_as_struct: bool = False) -> dict[str, Any]:
+def features_dict(sample_rate: int, audio_as_struct: bool = False, channels: int = 1) -> dict[str, Any]:
     """`datasets.Features.to_dict()` form of the schema, without importing `datasets`.
 
     audio_as_struct: declare audio as a plain {bytes, path} struct, for
     datasets >= 4 without torchcodec (cast to Audio afterwards).
+    channels > 1: decode without down-mixing (`mono: false` for datasets 3.x,
+    `num_channels` for 4+; each version ignores the other's key).
     """
     out: dict[str, Any] = {}
     for c in COLUMNS:
@@ -131,6 +133,8 @@ def features_dict(sample_rate: int, audio_as_struct: bool = False) -> dict[str, 
                 if audio_as_struct
                 else {"sampling_rate": int(sample_rate), "_type": "Audio"}
             )
+            if channels > 1 and not audio_as_struct:
+                out[c.name].update(mono=False, num_channels=int(channels))
         elif c.kind == "strings":
             out[c.name] = {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}
         else:
@@ -139,8 +143,8 @@ def features_dict(sample_rate: int, audio_as_struct: bool = False) -> dict[str, 
     return out
 
 
-def features(sample_rate: int, audio_as_struct: bool = False):
+def features(sample_rate: int, audio_as_struct: bool = False, channels: int = 1):
     """The schema as `datasets.Features` (Audio with the sample rate, strings, numbers, lists)."""
     import datasets
 
-    return datasets.Features.from_dict(features_dict(sample_rate, audio_as_struct))
+    return datasets.Features.from_dict(features_dict(sample_rate, audio_as_struct, channels))

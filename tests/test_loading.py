@@ -164,3 +164,19 @@ def test_datasets5_builder_class_and_folder(built, tmp_path):
             assert len(rows) == art.splits[split].chunks
             assert all(sr == 32000 and diff <= Q16 for _, _, sr, diff in rows)
             assert {song for _, song, _, _ in rows} == {s for s, sp in art.song_splits.items() if sp == split}
+
+
+@pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
+def test_stereo_build_is_not_downmixed(shared_audio, tmp_path):
+    build = write_fixture_build(tmp_path / "b", shared_audio, songs=DEFAULT_SONGS[:2], max_chunks=1, channels=2)
+    art = build_dataset(build, PipelineConfig())
+    for ds in (
+        datasets.load_dataset(str(SCRIPT), data_dir=str(build), trust_remote_code=True, cache_dir=str(tmp_path / "c"), split="train"),
+        datasets.load_dataset(str(art.hf_dir), cache_dir=str(tmp_path / "c"), split="train"),
+    ):
+        row = ds[0]
+        written, _ = sf.read(build / "audio" / row["song_id"] / f"{row['chunk_id']}.wav", dtype="float32")
+        assert written.shape == (320000, 2) and row["channels"] == 2
+        assert row["audio"]["array"].shape == (2, 320000)
+        assert np.max(np.abs(row["audio"]["array"] - written.T)) <= Q16
+        assert np.max(np.abs(written[:, 0] - written[:, 1])) > 0.01  # really two different channels
