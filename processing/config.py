@@ -118,6 +118,12 @@ class PublishConfig:
     hub_repo: Optional[str] = None  # e.g. "user/my-musicgen-set"
     hub_private: bool = True
     dry_run: bool = False
+    max_attempts: int = 8  # botocore retries per request (with backoff)
+    retry_mode: str = "standard"  # botocore retry mode: "standard" or "adaptive"
+    timeout_s: float = 60.0  # connect/read timeout per request
+    update_latest: bool = True  # move <name>/latest.json to the newly published version
+    hub_commit_max_mb: int = 2048  # Hub: bytes per commit (bounded commits)
+    hub_commit_max_files: int = 500  # Hub: files per commit
 
 
 @dataclass

@@ -139,6 +139,7 @@ class Chunk:
     peak: float
     rms_db: float
     stem_paths: dict[str, Path] = field(default_factory=dict)
+    padded_s: float = 0.0  # silence appended by the tail policy "pad"
 
 
 @dataclass
