@@ -99,7 +99,7 @@ def render(card: CardInput, card_dir: Path, plot_paths: dict[str, Optional[Path]
     split_lines.append(["**total**", len(songs), len(rows), f"{_hours(rows):.3f}"])
     src_lines = [
         [sid, r.get("source_title") or r.get("title") or "", r.get("source_artist") or r.get("artist") or "",
-         r.get("licence") or "unknown", r.get("url") or r.get("source_path") or ""]
+         r.get("licence") or "unknown", r.get("url") or Path(r.get("source_path") or "").name]
         for sid, r in sorted(songs.items())
     ]
     licences = Counter((r.get("licence") or "unknown") for r in songs.values())

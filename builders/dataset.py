@@ -115,7 +115,9 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
         split = song_splits[r["song_id"]]
         rows_by_split[split].append(to_output_row(r, split, audio=None))
 
-    version = bcfg.version or _dt.datetime.now(_dt.timezone.utc).strftime("%Y.%m.%d")
+    # the pipeline records the version it chose (date + content hash) in report.json
+    settings = src.report.get("settings") if isinstance(src.report.get("settings"), dict) else {}
+    version = bcfg.version or settings.get("version") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y.%m.%d")
     art = DatasetArtifacts(
         build_dir=build_dir,
         name=bcfg.name,

@@ -20,6 +20,7 @@ datasets = pytest.importorskip("datasets")
 from builders import build_dataset  # noqa: E402
 from builders.fixture import DEFAULT_SONGS, write_fixture_build  # noqa: E402
 from processing.config import PipelineConfig  # noqa: E402
+from s3_server import aws_env, s3  # noqa: E402,F401  (fixtures: moto's S3 server on 127.0.0.1)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "music_mixer_dataset.py"
@@ -180,3 +181,21 @@ def test_stereo_build_is_not_downmixed(shared_audio, tmp_path):
         assert row["audio"]["array"].shape == (2, 320000)
         assert np.max(np.abs(row["audio"]["array"] - written.T)) <= Q16
         assert np.max(np.abs(written[:, 0] - written[:, 1])) > 0.01  # really two different channels
+
+
+@pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
+def test_loading_script_from_a_published_s3_version(built, s3, aws_env, tmp_path, monkeypatch):  # noqa: F811
+    publish = pytest.importorskip("processing.publish")
+    from processing.config import PublishConfig
+
+    build, art, chunk_rows = built
+    bucket = s3.new_bucket()
+    publish.publish_build(build, PublishConfig(s3_uri=f"s3://{bucket}/sets", endpoint_url=s3.endpoint_url), "mm", "v1", progress=False)
+    monkeypatch.setenv("MUSIC_MIXER_PULL_DIR", str(tmp_path / "pulled"))
+    ds = datasets.load_dataset(
+        str(SCRIPT), data_dir=f"s3://{bucket}/sets/mm/v1", endpoint_url=s3.endpoint_url,
+        trust_remote_code=True, cache_dir=str(tmp_path / "c"),
+    )
+    assert (tmp_path / "pulled" / "chunks.parquet").is_file()
+    for split in ("train", "validation"):
+        _assert_rows_match_chunk_files(ds[split], build, chunk_rows, split, art)
