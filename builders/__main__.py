@@ -1,6 +1,7 @@
 """Re-run only the build step on an existing build folder.
 
     python -m builders BUILD_DIR [--config cfg.yaml] [--set build.embed_audio=true ...]
+    python -m builders BUILD_DIR --relocate-audiocraft   # only fix egs/ paths after a move or a pull
 
 Without --config, the folder's own config.json (the pipeline's settings) is used;
 --set overrides apply on top. Prints what was written as JSON.
@@ -23,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("build_dir", type=Path)
     parser.add_argument("--config", type=Path, help="a pipeline YAML config (default: BUILD_DIR/config.json)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--relocate-audiocraft", action="store_true", help="only rewrite the audiocraft manifests' paths")
     args = parser.parse_args(argv)
+    if args.relocate_audiocraft:
+        from .audiocraft_export import relocate
+
+        print(f"{relocate(args.build_dir)} manifest paths rewritten under {args.build_dir.resolve()}")
+        return 0
     try:
         if args.config:
             cfg = load_config(args.config, args.overrides)

@@ -7,7 +7,8 @@ MusicInfo fields from `Path(meta.path).with_suffix(".json")`, i.e. a sidecar
 beside each audio file, and by default (`info_fields_required=True`) expects
 every MusicInfo field to be present (null allowed; only `keywords` optional).
 Paths are absolute (audiocraft does not resolve relative ones without dora);
-after moving a build folder, run `relocate(build_dir)` to rewrite them.
+after moving or pulling a build folder, run `relocate(build_dir)`
+(`python -m builders BUILD_DIR --relocate-audiocraft`) to rewrite them.
 """
 from __future__ import annotations
 
@@ -137,3 +138,4 @@ def relocate(build_dir: Path) -> int:
             lines.append(line)
         yaml_file.write_text("\n".join(lines) + "\n")
     return changed
+

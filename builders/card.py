@@ -1,7 +1,6 @@
 """The dataset card (markdown) of one build, written from its real numbers."""
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass

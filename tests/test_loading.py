@@ -184,7 +184,7 @@ def test_stereo_build_is_not_downmixed(shared_audio, tmp_path):
 
 
 @pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
-def test_loading_script_from_a_published_s3_version(built, s3, aws_env, tmp_path, monkeypatch):  # noqa: F811
+def test_loading_script_from_a_published_s3_version(built, s3, aws_env, tmp_path, monkeypatch):  # noqa: F811 (fixtures)
     publish = pytest.importorskip("processing.publish")
     from processing.config import PublishConfig
 
