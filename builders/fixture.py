@@ -127,6 +127,8 @@ def write_fixture_build(
                     "bpm": song.bpm, "bpm_confidence": 0.8, "key": song.key, "scale": song.scale, "key_strength": 0.7,
                     "loudness_lufs": -14.0 - i, "danceability": 1.1, "silence_ratio": 0.0,
                     "stem_drums_db": -6.0, "instrument": list(song.instruments), "flags": [],
+                    "brightness_hz": 1500.0 + 100 * i, "source_vocals": song.file.startswith("Karissa"),
+                    "instrument_method": "features", "genres": [song.genre] if song.genre else [],
                     "song_bpm": song.bpm, "song_key": song.key,
                     "title": song.title, "artist": song.artist, "genre": song.genre, "moods": list(song.moods),
                     "keywords": list(song.moods), "name": song.song_id,

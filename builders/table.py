@@ -134,6 +134,8 @@ def to_output_row(row: dict[str, Any], split: str, audio: dict[str, Any]) -> dic
             out[c.name] = int(out[c.name])
         elif c.kind == "float" and out[c.name] is not None:
             out[c.name] = float(out[c.name])
+        elif c.kind == "bool" and out[c.name] is not None:
+            out[c.name] = bool(out[c.name])
         elif c.kind == "string" and out[c.name] is not None and not isinstance(out[c.name], str):
             out[c.name] = json.dumps(out[c.name]) if isinstance(out[c.name], (dict, list)) else str(out[c.name])
     if out["stem_paths"] is None:

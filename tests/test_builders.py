@@ -92,7 +92,9 @@ def test_analysis_columns_normalised(built):
     assert vibe["instruments"] == ["vibraphone", "bass", "drums"]
     assert vibe["instrument"] == "vibraphone, bass, drums"
     assert vibe["bpm"] == 112.0 and vibe["licence"] == "CC-BY-3.0"
-    assert json.loads(vibe["extra"]) == {"song_bpm": 112.0, "song_key": "F"}
+    assert json.loads(vibe["extra"]) == {"instrument_method": "features", "song_bpm": 112.0, "song_key": "F"}
+    assert vibe["genres"] == ["jazz"] and vibe["source_vocals"] is False and vibe["brightness_hz"] == 1500.0
+    assert rows["lets-go-fishin-000"]["source_vocals"] is True
     assert vibe["stem_drums_db"] == -6.0 and vibe["stem_piano_db"] is None
 
 
