@@ -158,7 +158,6 @@ class MusicMixer(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=__doc__.split("\n\n")[0] + (f"\n\nBuild card: {card}" if card.is_file() else ""),
             features=self._build_features(),
-            homepage="https://github.com/",
             license="per-song licences: see the licence column and the dataset card",
         )
 

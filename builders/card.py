@@ -60,6 +60,23 @@ def _configs_yaml(splits: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _hub_licence(licences: Counter) -> str:
+    """The Hub's licence id when every song shares one Creative Commons licence, else "other"."""
+    if len(licences) != 1:
+        return "other"
+    m = re.fullmatch(r"(?:CC[- ])?(BY(?:[- ](?:NC|SA|ND)){0,2})[- ]?(\d\.\d)", next(iter(licences)).strip().upper())
+    if m:
+        return f"cc-{m.group(1).replace(' ', '-').lower()}-{m.group(2)}"
+    return "cc0-1.0" if next(iter(licences)).strip().upper() in ("CC0", "CC0-1.0") else "other"
+
+
+def _attribution(r: dict[str, Any]) -> str:
+    title = r.get("source_title") or r.get("title") or r["song_id"]
+    artist = r.get("source_artist") or r.get("artist") or "unknown artist"
+    where = r.get("url") or Path(r.get("source_path") or "").name
+    return f"- \"{title}\" by {artist}, {r.get('licence') or 'licence unknown'}" + (f" ({where})" if where else "")
+
+
 def _nc_note(licences: Counter) -> str:
     nc = [k for k in licences if re.search(r"\bNC\b|NON-?COMMERCIAL", k.upper())]
     if not nc:
@@ -110,7 +127,7 @@ def render(card: CardInput, card_dir: Path, plot_paths: dict[str, Optional[Path]
     models = Counter(r.get("separation_model") or "unknown" for r in rows)
 
     md = f"""---
-license: other
+license: {_hub_licence(licences)}
 {_configs_yaml(card.splits_present)}
 task_categories:
 - text-to-audio
@@ -141,6 +158,10 @@ Licences: {", ".join(f"{k} ({v} song{'s' if v > 1 else ''})" for k, v in licence
 {_nc_note(licences)}
 
 {_table(["song_id", "title", "artist", "licence", "source"], src_lines)}
+
+Attribution (as the licences ask):
+
+{chr(10).join(_attribution(r) for _, r in sorted(songs.items()))}
 
 ## Distributions
 

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from .schema import arrow_schema
 
 ROW_OVERHEAD_BYTES = 2048  # metadata of one row, roughly
-ROW_GROUP_MAX_ROWS = 64  # small row groups keep random access to audio rows cheap ...
+ROW_GROUP_MAX_ROWS = 64  # small row groups keep random access to embedded audio rows cheap ...
+REF_ROW_GROUP_MAX_ROWS = 4096  # rows without audio bytes are small
 ROW_GROUP_MAX_BYTES = 16 * 1024 * 1024  # ... and bound the memory one write needs
 
 
@@ -70,8 +71,9 @@ def write_split(
         # one row group in memory at a time: memory stays bounded whatever the shard size
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for g_start, g_end in groups:
-                for g in range(g_start, g_end, ROW_GROUP_MAX_ROWS):
-                    batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(g_end, g + ROW_GROUP_MAX_ROWS)]]
+                step = ROW_GROUP_MAX_ROWS if max(sizes[g_start:g_end]) > ROW_OVERHEAD_BYTES else REF_ROW_GROUP_MAX_ROWS
+                for g in range(g_start, g_end, step):
+                    batch = [dict(r, audio=audio_for(r)) for r in rows[g:min(g_end, g + step)]]
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
         tmp.replace(path)
         paths.append(path)
