@@ -192,3 +192,11 @@ def test_transformers_encodec_feature_extractor_accepts_a_sample(built, tmp_path
     assert np.array_equal(out["input_values"][0, 0], row["audio"]["array"].astype(np.float32))
     with pytest.raises(ValueError):
         fe(row["audio"]["array"], sampling_rate=44100)  # the build's rate is the one MusicGen needs
+
+
+def test_hf_folder_passes_the_hub_push_checks(built):
+    publish_hub = pytest.importorskip("processing.publish_hub")
+    _, art = built
+    meta = publish_hub.validate_hf_folder(art.hf_dir)
+    assert [c["split"] for c in meta["configs"][0]["data_files"]] == ["train", "validation"]
+    assert meta["license"] == "other"  # the fixture mixes CC-BY and CC-BY-NC songs
