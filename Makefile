@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU-only machines: pin torch so pip takes the CPU build instead of several GB of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
+# The tests also check the datasets-5.x path (a second, torch-free venv) and read the audiocraft
+# manifests with audiocraft's own data classes (its source, unpacked; its heavy deps are not needed).
+DS5_VENV ?= .venv-ds5
+AUDIOCRAFT_SRC ?= $(VENV)/audiocraft-1.3.0
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +16,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+$(VENV)/.test-extras: $(VENV)/.installed
+	$(PYTHON) -m venv $(DS5_VENV)
+	$(DS5_VENV)/bin/pip install -q datasets==5.2.0 soundfile
+	$(VENV)/bin/pip download -q --no-deps --no-binary :all: audiocraft==1.3.0 -d $(VENV)/sdists
+	tar xzf $(VENV)/sdists/audiocraft-1.3.0.tar.gz -C $(VENV)
+	touch $@
+
 .PHONY: install demo test
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/build.py --demo
 
-test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q
+test: $(VENV)/.test-extras
+	MUSIC_MIXER_DS5_PYTHON=$(abspath $(DS5_VENV))/bin/python MUSIC_MIXER_AUDIOCRAFT_SRC=$(abspath $(AUDIOCRAFT_SRC)) \
+		$(VENV)/bin/python -m pytest -q

@@ -59,6 +59,16 @@ class Features:
         return asdict(self)
 
 
+def essentia_standard():
+    """essentia.standard with essentia's INFO chatter (printed at import) switched off."""
+    import essentia
+
+    essentia.log.infoActive = False
+    import essentia.standard
+
+    return essentia.standard
+
+
 def to_mono(audio: AudioData, rate: int) -> np.ndarray:
     """Average channels and resample (soxr, high quality) to `rate`; float32, contiguous."""
     mono = audio.samples.mean(axis=0, dtype=np.float64)
@@ -77,7 +87,7 @@ def rms_db(x: np.ndarray) -> float:
 
 def tempo(x44: np.ndarray) -> tuple[float, float]:
     """(bpm, confidence) by essentia RhythmExtractor2013 (multifeature) on 44.1 kHz mono."""
-    import essentia.standard as es
+    es = essentia_standard()
 
     if len(x44) < ESSENTIA_RATE:  # under a second: no beat can be found
         return 0.0, 0.0
@@ -87,7 +97,7 @@ def tempo(x44: np.ndarray) -> tuple[float, float]:
 
 def key(x44: np.ndarray, profile: str = "shaath") -> tuple[str, str, float]:
     """(key, scale, strength) by essentia KeyExtractor with the given profile."""
-    import essentia.standard as es
+    es = essentia_standard()
 
     if profile not in KEY_PROFILES:
         raise AnalysisError(f"key profile {profile!r} unknown; choose one of {', '.join(KEY_PROFILES)}")
@@ -110,7 +120,7 @@ def loudness(audio: AudioData) -> float:
 
 
 def danceability(x44: np.ndarray) -> float:
-    import essentia.standard as es
+    es = essentia_standard()
 
     if len(x44) < 2 * ESSENTIA_RATE:
         return 0.0

@@ -66,7 +66,9 @@ class BuildReport:
             f"{c.get('chunks_silent', 0)} silent skipped",
         ]
         if self.dataset.get("splits"):
-            lines.append("  splits: " + ", ".join(f"{k} {v}" for k, v in self.dataset["splits"].items()))
+            lines.append("  splits: " + ", ".join(
+                f"{name} {s.get('songs', 0)} songs / {s.get('chunks', 0)} chunks / {s.get('hours', 0.0) * 60:.1f} min"
+                for name, s in self.dataset["splits"].items()))
         hits = sum(self.cache_hits.values())
         misses = sum(self.cache_misses.values())
         lines.append(f"  cache: {hits} stage results reused, {misses} computed")
