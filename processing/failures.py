@@ -66,6 +66,7 @@ def classify_download_error(exc: BaseException) -> IngestFailure:
     import re
 
     message = re.sub(r"^ERROR:\s*", "", str(exc)).strip() or type(exc).__name__
+    message = re.sub(r"\s*\(caused by <[^>]*>\)\s*$", "", message)
     status = _http_status(exc)
     cls_names = {c.__name__ for c in type(getattr(exc, "exc_info", (None, None))[1] or exc).__mro__}
     if "GeoRestrictedError" in cls_names:
