@@ -28,7 +28,7 @@ from typing import Any, Iterator, Optional, Union
 from . import audio_io
 from .audio_check import check_audio
 from .config import IngestConfig
-from .download import DownloadStore, Entry, download_item, resolve
+from .download import DownloadStore, check_limits_before, download_item, resolve
 from .failures import FailureLog, IngestFailure
 from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, fingerprint_file, fpcalc_exe
 from .types import Failure, SongMetadata, Song, SourceSpec
@@ -111,6 +111,7 @@ class _Item:
     display: str  # what failures and duplicates name
     url: Optional[str] = None  # the URL to fetch (may carry yt-dlp smuggled data)
     entry_title: Optional[str] = None
+    entry_duration: Optional[float] = None  # known from the playlist listing: limits checked before any request
 
 
 def _child_spec(spec: SourceSpec, location: str, index: int, title: Optional[str] = None) -> SourceSpec:
@@ -192,6 +193,8 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
                 if before is not None:
                     return before
             info = None
+            if item.entry_duration:
+                check_limits_before({"duration": item.entry_duration}, cfg, None)
             if item.url is None:  # a source the user gave: it may be a playlist or channel
                 playlist = None if cfg.refresh_playlists else store.cached_playlist(url)
                 if playlist is None:
@@ -206,7 +209,7 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
                     if cfg.playlist_limit:
                         playlist = playlist[: cfg.playlist_limit]
                     return [_Item(item.key + (j,), _child_spec(spec, e.display_url, j), e.display_url, url=e.url,
-                                  entry_title=e.title) for j, e in enumerate(playlist)]
+                                  entry_title=e.title, entry_duration=e.duration) for j, e in enumerate(playlist)]
             done = download_item(url, cfg, store, info=info, licence_override=spec.licence)
         meta = _metadata_from_info(done.info, item.display)
         if item.entry_title and not meta.title:

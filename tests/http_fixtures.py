@@ -121,12 +121,15 @@ class FixtureServer:
         self.httpd.server_close()
 
 
-def rss_feed(title: str, items: list[tuple[str, str, str]]) -> bytes:
-    """An RSS 2.0 podcast feed; items are (guid, title, enclosure url). yt-dlp's generic extractor expands it."""
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>{title}</title>'
+def rss_feed(title: str, items: list[tuple]) -> bytes:
+    """An RSS 2.0 podcast feed; items are (guid, title, enclosure url[, itunes duration s]).
+    yt-dlp's generic extractor expands it into a playlist."""
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+             f'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel><title>{title}</title>'
              "<link>http://127.0.0.1/</link><description>test feed</description>"]
-    for guid, item_title, url in items:
-        parts.append(f'<item><title>{item_title}</title><guid>{guid}</guid>'
+    for guid, item_title, url, *rest in items:
+        duration = f"<itunes:duration>{int(rest[0])}</itunes:duration>" if rest else ""
+        parts.append(f'<item><title>{item_title}</title><guid>{guid}</guid>{duration}'
                      f'<enclosure url="{url}" type="audio/ogg" length="1"/></item>')
     parts.append("</channel></rss>")
     return "".join(parts).encode()
