@@ -212,7 +212,7 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
                                   entry_title=e.title, entry_duration=e.duration) for j, e in enumerate(playlist)]
             done = download_item(url, cfg, store, info=info, licence_override=spec.licence)
         meta = _metadata_from_info(done.info, item.display)
-        if item.entry_title and not meta.title:
+        if item.entry_title:  # the playlist's title for its entry wins, as in yt-dlp's url_transparent
             meta.title = item.entry_title
         extractor = (done.info.get("extractor_key") or done.info.get("extractor") or "url").lower()
         default_id = _safe_id(f"{extractor}-{done.info.get('id')}")
