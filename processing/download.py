@@ -17,6 +17,7 @@ knows them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from . import audio_io
-from .config import IngestConfig
+from .config import ConfigError, IngestConfig
 from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Entry:
     url: str  # may carry yt-dlp smuggled data (e.g. an RSS guid as id)
     title: Optional[str] = None
     duration: Optional[float] = None
+    is_playlist: bool = False  # itself a playlist (a channel's tab, a playlist of playlists): expanded too
 
     @property
     def display_url(self) -> str:
@@ -143,9 +145,35 @@ class DownloadStore:
 
     def remember_playlist(self, url: str, title: Optional[str], entries: list[Entry], limit: Optional[int]) -> None:
         record = {"url": url, "title": title, "limit": limit,
-                  "entries": [{"url": e.url, "title": e.title, "duration": e.duration} for e in entries]}
+                  "entries": [dataclasses.asdict(e) for e in entries]}
         self.playlists[url] = record
         self._append(PLAYLISTS, record)
+
+
+# extractors whose flat entries are playlists themselves (e.g. a YouTube channel's Videos/Shorts tabs)
+_PLAYLIST_IES = {"YoutubeTab", "SoundcloudSet", "SoundcloudUser", "BandcampAlbum", "BandcampUser"}
+
+
+def validate_config(cfg: IngestConfig) -> None:
+    """Raise ConfigError naming the first ingest setting that cannot work (before any download starts)."""
+    from yt_dlp.utils import parse_bytes
+
+    if cfg.rate_limit and parse_bytes(str(cfg.rate_limit)) is None:
+        raise ConfigError(f"ingest.rate_limit {cfg.rate_limit!r} is not a byte rate like '2M' or '500K'")
+    if cfg.cookies_file and not Path(cfg.cookies_file).is_file():
+        raise ConfigError(f"ingest.cookies_file {cfg.cookies_file} does not exist")
+    checks = [
+        (cfg.concurrency >= 1, "ingest.concurrency must be >= 1"),
+        (cfg.retries >= 0, "ingest.retries must be >= 0"),
+        (cfg.retry_backoff_s >= 0, "ingest.retry_backoff_s must be >= 0"),
+        (0 <= cfg.min_duration_s < cfg.max_duration_s, "ingest.min_duration_s must lie in [0, max_duration_s)"),
+        (cfg.playlist_limit is None or cfg.playlist_limit >= 1, "ingest.playlist_limit must be >= 1 (or unset)"),
+        (0 < cfg.dedup_threshold <= 1, "ingest.dedup_threshold must lie in (0, 1]"),
+        (cfg.socket_timeout_s > 0, "ingest.socket_timeout_s must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def ydl_options(cfg: IngestConfig, download_dir: Path) -> dict[str, Any]:
@@ -173,10 +201,7 @@ def ydl_options(cfg: IngestConfig, download_dir: Path) -> dict[str, Any]:
         "ffmpeg_location": audio_io.ffmpeg_exe(),
     }
     if cfg.rate_limit:
-        rate = parse_bytes(str(cfg.rate_limit))
-        if rate is None:
-            raise ValueError(f"ingest.rate_limit {cfg.rate_limit!r} is not a byte rate like '2M' or '500K'")
-        opts["ratelimit"] = rate
+        opts["ratelimit"] = parse_bytes(str(cfg.rate_limit))
     if cfg.sleep_interval_s:
         opts["sleep_interval"] = cfg.sleep_interval_s
     if cfg.proxy:
@@ -237,7 +262,9 @@ def resolve(url: str, cfg: IngestConfig, download_dir: Path) -> tuple[str, Any]:
                     e_url = e.get("url") or e.get("webpage_url")
                     if not e_url:
                         continue
-                    entries.append(Entry(url=e_url, title=e.get("title"), duration=e.get("duration")))
+                    nested = e.get("_type") == "playlist" or e.get("ie_key") in _PLAYLIST_IES
+                    entries.append(Entry(url=e_url, title=e.get("title"), duration=e.get("duration"),
+                                         is_playlist=bool(nested)))
                 return "playlist", (info.get("title"), entries)
             return "item", info
 

@@ -18,6 +18,9 @@ CONFIG_DEPENDENT_KINDS = frozenset({"too_short", "too_long", "licence"})
 TRANSIENT_KINDS = frozenset({"rate_limited", "server_error", "network", "incomplete"})
 
 
+EARLIER_RUN = "failed in an earlier run, not retried (set ingest.retry_failed to retry): "
+
+
 class IngestFailure(Exception):
     """An item cannot be ingested: ``kind`` is short and machine-readable, ``reason`` says why in words."""
 
@@ -107,7 +110,7 @@ class FailureLog:
         if record is None or record.get("kind") in CONFIG_DEPENDENT_KINDS:
             return None
         return Failure(item=item, stage="ingest", kind=record.get("kind", "error"),
-                       reason=f"failed in an earlier run, not retried (set ingest.retry_failed to retry): {record.get('reason')}")
+                       reason=f"{EARLIER_RUN}{record.get('reason')}")
 
     def append(self, failure: Failure) -> None:
         record = dict(failure.to_dict(), time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -14,7 +14,6 @@ goes on.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import heapq
 import logging
@@ -28,15 +27,13 @@ from typing import Any, Iterator, Optional, Union
 from . import audio_io
 from .audio_check import check_audio
 from .config import IngestConfig
-from .download import DownloadStore, check_limits_before, download_item, resolve
-from .failures import FailureLog, IngestFailure
+from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
+from .failures import EARLIER_RUN, FailureLog, IngestFailure
 from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, fingerprint_file, fpcalc_exe
+from .sources import child_spec, expand_local_source
 from .types import Failure, SongMetadata, Song, SourceSpec
 
 log = logging.getLogger(__name__)
-
-LIST_SUFFIXES = (".txt", ".list")
-
 
 @dataclass
 class Duplicate:
@@ -112,34 +109,14 @@ class _Item:
     url: Optional[str] = None  # the URL to fetch (may carry yt-dlp smuggled data)
     entry_title: Optional[str] = None
     entry_duration: Optional[float] = None  # known from the playlist listing: limits checked before any request
-
-
-def _child_spec(spec: SourceSpec, location: str, index: int, title: Optional[str] = None) -> SourceSpec:
-    """A playlist/folder entry inherits the user's metadata except title and id (id gets a suffix)."""
-    return dataclasses.replace(spec, location=location, title=title,
-                               song_id=f"{spec.song_id}-{index + 1:04d}" if spec.song_id else None)
+    expand: bool = True  # may be a playlist/channel: resolve it before downloading
 
 
 def _expand_local(item: _Item, cfg: IngestConfig) -> Optional[list[_Item]]:
-    """Folders and URL lists expand in place (no I/O beyond listing); None for a plain file."""
-    path = Path(item.spec.location)
-    if path.is_dir():
-        exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in cfg.audio_extensions}
-        files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-                       key=lambda p: p.relative_to(path).as_posix())
-        return [_Item(item.key + (j,), _child_spec(item.spec, str(p), j), str(p)) for j, p in enumerate(files)]
-    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-        lines = [ln for ln in lines if ln and not ln.startswith("#")]
-        out = []
-        for j, line in enumerate(lines):
-            spec = _child_spec(item.spec, line, j)
-            if not spec.is_url:
-                local = Path(line.removeprefix("file://")).expanduser()
-                spec.location = str(local if local.is_absolute() else path.parent / local)
-            out.append(_Item(item.key + (j,), spec, spec.location))
-        return out
-    return None
+    children = expand_local_source(item.spec, cfg.audio_extensions)
+    if children is None:
+        return None
+    return [_Item(item.key + (j,), child, child.location) for j, child in enumerate(children)]
 
 
 @dataclass
@@ -195,7 +172,7 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
             info = None
             if item.entry_duration:
                 check_limits_before({"duration": item.entry_duration}, cfg, None)
-            if item.url is None:  # a source the user gave: it may be a playlist or channel
+            if item.expand:  # a source the user gave (or a nested playlist): it may be a playlist or channel
                 playlist = None if cfg.refresh_playlists else store.cached_playlist(url)
                 if playlist is None:
                     what, value = resolve(url, cfg, store.root)
@@ -208,8 +185,9 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
                 if playlist is not None:
                     if cfg.playlist_limit:
                         playlist = playlist[: cfg.playlist_limit]
-                    return [_Item(item.key + (j,), _child_spec(spec, e.display_url, j), e.display_url, url=e.url,
-                                  entry_title=e.title, entry_duration=e.duration) for j, e in enumerate(playlist)]
+                    return [_Item(item.key + (j,), child_spec(spec, e.display_url, j), e.display_url, url=e.url,
+                                  entry_title=e.title, entry_duration=e.duration, expand=e.is_playlist)
+                            for j, e in enumerate(playlist)]
             done = download_item(url, cfg, store, info=info, licence_override=spec.licence)
         meta = _metadata_from_info(done.info, item.display)
         if item.entry_title:  # the playlist's title for its entry wins, as in yt-dlp's url_transparent
@@ -239,6 +217,7 @@ def _forget(store: DownloadStore, url: str, path: Path) -> None:
 
 def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
                 download_dir: Path) -> Iterator[tuple[tuple[int, ...], Union[Song, Failure, Duplicate]]]:
+    validate_config(cfg)
     download_dir = Path(download_dir)
     store = DownloadStore(download_dir)
     failures = FailureLog(download_dir / "failures.jsonl")
@@ -296,7 +275,8 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
             yield key, song
 
     workers = max(1, int(cfg.concurrency))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    try:
         running: dict[Future, _Item] = {}
         while todo or running:
             while todo and len(running) < workers * 2:
@@ -313,13 +293,15 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
                     todo.extendleft(reversed(outcome))
                 elif isinstance(outcome, Failure):
                     resolved[it.key] = None
-                    if not outcome.reason.startswith("failed in an earlier run"):
+                    if not outcome.reason.startswith(EARLIER_RUN):
                         failures.append(outcome)
                     yield it.key, outcome
                 else:
                     outcome.item = it.display
                     resolved[it.key] = outcome
             yield from release()
+    finally:  # a consumer that stops early (or Ctrl-C) leaves no queued work behind
+        pool.shutdown(wait=True, cancel_futures=True)
     yield from release()
 
 
@@ -352,7 +334,8 @@ def ingest(sources: list[SourceSpec], cfg: IngestConfig, download_dir: Path) -> 
 def ingest_one(spec: SourceSpec, cfg: IngestConfig, download_dir: Path) -> Song:
     """Ingest a single file or URL (no playlist expansion, no dedup); raise IngestFailure on failure."""
     store = DownloadStore(Path(download_dir))
-    outcome = _process(_Item((0,), spec, spec.location, url=spec.location if spec.is_url else None), cfg, store,
+    validate_config(cfg)
+    outcome = _process(_Item((0,), spec, spec.location, expand=False), cfg, store,
                        FailureLog(Path(download_dir) / "failures.jsonl"), fingerprints=False)
     if isinstance(outcome, Failure):
         raise IngestFailure(outcome.kind, outcome.reason)

@@ -22,6 +22,7 @@ class Route:
     fail_first: list[int] = field(default_factory=list)  # statuses answered before the body is served
     stall_after: Optional[int] = None  # send this many bytes, then wait until released
     status: int = 200
+    require_cookie: Optional[str] = None  # "name=value" the request must carry, else 403
 
 
 class FixtureServer:
@@ -56,6 +57,9 @@ class FixtureServer:
                     server.hits[path] = server.hits.get(path, 0) + 1
                     route = server.routes.get(path)
                     status = route.fail_first.pop(0) if route and route.fail_first else None
+                if route is not None and status is None and route.require_cookie:
+                    if route.require_cookie not in (self.headers.get("Cookie") or ""):
+                        status = 403
                 if route is None or status is not None:
                     code = status or 404
                     body = f"error {code}".encode()

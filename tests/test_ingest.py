@@ -186,3 +186,28 @@ def test_killed_build_resumes_without_refetching_complete_downloads(server, shar
     assert result.songs[1].audio_path.read_bytes() == (shared_audio / PIANO).read_bytes()
     assert server.hits["/k/a.ogg"] == hits["/k/a.ogg"] and server.hits["/k/c.ogg"] == hits["/k/c.ogg"]
     assert server.hits["/k/slow.ogg"] > hits["/k/slow.ogg"]
+
+
+def test_proxy_and_cookies_are_passed_to_yt_dlp(server, shared_audio, tmp_path):
+    # the fixture server doubles as an HTTP proxy: a proxied request names the full URL as its path
+    server.add_audio("http://music.invalid/via-proxy.ogg", shared_audio / DRUM_BASS)
+    result = ingest([SourceSpec("http://music.invalid/via-proxy.ogg")], fast_cfg(proxy=server.base), tmp_path / "p")
+    assert [s.song_id for s in result.songs] == ["generic-via-proxy"]
+
+    url = server.add_audio("/members/song.ogg", shared_audio / DRUM_BASS, require_cookie="session=s3cret")
+    refused = ingest([SourceSpec(url)], fast_cfg(), tmp_path / "c1")
+    assert [f.kind for f in refused.failures] == ["forbidden"] and "HTTP 403" in refused.failures[0].reason
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts3cret\n")
+    allowed = ingest([SourceSpec(url)], fast_cfg(cookies_file=cookies, rate_limit="50M", sleep_interval_s=0.01),
+                     tmp_path / "c2")
+    assert [s.song_id for s in allowed.songs] == ["generic-song"]
+
+
+def test_bad_ingest_settings_are_refused_before_any_download(tmp_path):
+    from processing.config import ConfigError
+
+    for bad, word in ((dict(rate_limit="fast"), "rate_limit"), (dict(cookies_file=tmp_path / "none.txt"), "cookies_file"),
+                      (dict(concurrency=0), "concurrency"), (dict(min_duration_s=10, max_duration_s=5), "min_duration_s")):
+        with pytest.raises(ConfigError, match=word):
+            ingest([SourceSpec("http://127.0.0.1:9/x.ogg")], fast_cfg(**bad), tmp_path)
