@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -70,6 +71,22 @@ def fingerprint_file(path: Path, length_s: float = 120.0) -> Fingerprint:
     return Fingerprint(float(data.get("duration") or 0.0), items)
 
 
+def cached_fingerprint(path: Path, content_hash: str, cache_dir: Path, length_s: float = 120.0) -> Fingerprint:
+    """fingerprint_file, kept in ``cache_dir/<hash[:2]>/<hash>.json`` so reruns skip fpcalc."""
+    cache = Path(cache_dir) / content_hash[:2] / f"{content_hash}-{int(length_s)}.json"
+    if cache.is_file():
+        try:
+            return Fingerprint.from_dict(json.loads(cache.read_text()))
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is recomputed
+    fp = fingerprint_file(path, length_s)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{threading.get_ident()}.partial")
+    tmp.write_text(json.dumps(fp.to_dict()))
+    tmp.replace(cache)
+    return fp
+
+
 def _popcount(x: np.ndarray) -> int:
     return int(np.unpackbits(x.view(np.uint8)).sum())
 
@@ -103,37 +120,59 @@ def similarity(a: Fingerprint, b: Fingerprint, min_overlap: int = 40) -> float:
     return best
 
 
-@dataclass
 class DuplicateIndex:
-    """Songs seen so far; ``match`` returns the first kept song a new fingerprint duplicates."""
+    """Songs seen so far; ``match`` returns the first kept song a new fingerprint duplicates.
 
-    threshold: float = 0.9
-    min_shared: int = 8  # exactly equal items needed before a full comparison
-    _prints: dict[str, Fingerprint] = field(default_factory=dict)
-    _order: dict[str, int] = field(default_factory=dict)
-    _inverted: dict[int, set[str]] = field(default_factory=dict)
+    The inverted index is a few sorted numpy segments of (item value, song
+    number), merged like an LSM tree (a segment is merged with the one before
+    it once it is at least half its size): 8 bytes per fingerprint item, ~40 MB
+    for 5,000 two-minute songs, O(log n) segments to search per query.
+    """
+
+    def __init__(self, threshold: float = 0.9, min_shared: int = 8, max_songs_per_item: int = 200) -> None:
+        self.threshold = threshold
+        self.min_shared = min_shared  # exactly equal items needed before a full comparison
+        self.max_songs_per_item = max_songs_per_item  # items this common (silence, tones) carry no evidence
+        self._ids: list[str] = []
+        self._prints: list[Fingerprint] = []
+        self._segments: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted keys, song numbers)
+
+    def _candidates(self, query: np.ndarray) -> np.ndarray:
+        """Song numbers sharing items with the query, once per shared item."""
+        found = [np.zeros(0, dtype=np.uint32)]
+        for keys, songs in self._segments:
+            lo = np.searchsorted(keys, query, side="left")
+            counts = np.searchsorted(keys, query, side="right") - lo
+            keep = (counts > 0) & (counts <= self.max_songs_per_item)
+            lo, counts = lo[keep], counts[keep]
+            if counts.size:
+                starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+                found.append(songs[starts + np.arange(int(counts.sum()))])
+        return np.concatenate(found)
 
     def match(self, fp: Fingerprint) -> Optional[tuple[str, float]]:
-        if fp.items.size == 0:
+        if fp.items.size == 0 or not self._ids:
             return None
-        shared: Counter = Counter()
-        for v in set(fp.items.tolist()):
-            for song_id in self._inverted.get(v, ()):
-                shared[song_id] += 1
-        best: Optional[tuple[str, float]] = None
-        for song_id, count in shared.items():
-            if count < self.min_shared:
-                continue
-            score = similarity(fp, self._prints[song_id])
-            if score >= self.threshold and (best is None or self._order[song_id] < self._order[best[0]]):
-                best = (song_id, score)
-        return best
+        shared = np.bincount(self._candidates(np.unique(fp.items)), minlength=len(self._ids))
+        for number in np.flatnonzero(shared >= self.min_shared):  # ascending = first kept song first
+            score = similarity(fp, self._prints[number])
+            if score >= self.threshold:
+                return self._ids[number], score
+        return None
 
     def add(self, song_id: str, fp: Fingerprint) -> None:
-        self._order[song_id] = len(self._order)
-        self._prints[song_id] = fp
-        for v in set(fp.items.tolist()):
-            self._inverted.setdefault(v, set()).add(song_id)
+        number = len(self._ids)
+        self._ids.append(song_id)
+        self._prints.append(Fingerprint(fp.duration_s, fp.items))
+        if not fp.items.size:
+            return
+        items = np.unique(fp.items)
+        self._segments.append((items, np.full(items.size, number, dtype=np.uint32)))
+        while len(self._segments) > 1 and self._segments[-1][0].size * 2 >= self._segments[-2][0].size:
+            (k2, s2), (k1, s1) = self._segments.pop(), self._segments.pop()
+            keys, songs = np.concatenate([k1, k2]), np.concatenate([s1, s2])
+            order = np.argsort(keys, kind="stable")
+            self._segments.append((keys[order], songs[order]))
 
     def __len__(self) -> int:
-        return len(self._prints)
+        return len(self._ids)

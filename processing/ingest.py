@@ -29,7 +29,7 @@ from .audio_check import check_audio
 from .config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
-from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, fingerprint_file, fpcalc_exe
+from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, fpcalc_exe
 from .sources import child_spec, expand_local_source
 from .types import Failure, SongMetadata, Song, SourceSpec
 
@@ -127,7 +127,8 @@ class _Done:
 
 
 def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Optional[str], cfg: IngestConfig,
-            fingerprints: bool) -> _Done:
+            fingerprints: Optional[Path]) -> _Done:
+    """Check the file and the limits; hash and fingerprint it (fingerprints: cache folder, None = off)."""
     duration, rate, channels = check_audio(path)
     meta = _metadata_from_spec(spec, meta)
     if duration < cfg.min_duration_s:
@@ -142,7 +143,7 @@ def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Option
     fp = None
     if fingerprints:
         try:
-            fp = fingerprint_file(path)
+            fp = cached_fingerprint(path, content_hash, fingerprints)
         except FingerprintError as exc:
             log.warning("%s: no fingerprint, duplicates by content hash only (%s)", song_id, exc)
     song = Song(song_id=song_id, audio_path=path, metadata=meta, content_hash=content_hash, duration_s=duration,
@@ -151,7 +152,7 @@ def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Option
 
 
 def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: FailureLog,
-             fingerprints: bool) -> Union[_Done, list[_Item], Failure]:
+             fingerprints: Optional[Path]) -> Union[_Done, list[_Item], Failure]:
     """One item, on a worker thread: a finished song, the entries it expands to, or a Failure."""
     spec = item.spec
     try:
@@ -221,11 +222,11 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
     download_dir = Path(download_dir)
     store = DownloadStore(download_dir)
     failures = FailureLog(download_dir / "failures.jsonl")
-    fingerprints = bool(cfg.dedup)
+    fingerprints: Optional[Path] = download_dir / "fingerprints" if cfg.dedup else None
     if fingerprints and fpcalc_exe() is None:
         log.warning("fpcalc (Chromaprint) not found: duplicates are caught by id and content hash only; "
                     "install libchromaprint-tools to catch re-encodes")
-        fingerprints = False
+        fingerprints = None
 
     todo: deque[_Item] = deque()
     pending: list[tuple[int, ...]] = []  # heap of unresolved keys
@@ -336,7 +337,7 @@ def ingest_one(spec: SourceSpec, cfg: IngestConfig, download_dir: Path) -> Song:
     store = DownloadStore(Path(download_dir))
     validate_config(cfg)
     outcome = _process(_Item((0,), spec, spec.location, expand=False), cfg, store,
-                       FailureLog(Path(download_dir) / "failures.jsonl"), fingerprints=False)
+                       FailureLog(Path(download_dir) / "failures.jsonl"), fingerprints=None)
     if isinstance(outcome, Failure):
         raise IngestFailure(outcome.kind, outcome.reason)
     if isinstance(outcome, list):
