@@ -100,6 +100,34 @@ class DownloadStore:
         self.downloads = {r["url"]: r for r in _jsonl_records(self.root / INDEX) if "url" in r}
         self.downloads = {u: r for u, r in self.downloads.items() if r.get("file")}
         self.playlists = {r["url"]: r for r in _jsonl_records(self.root / PLAYLISTS) if "url" in r}
+        self._local = threading.local()
+        self._instances: list[Any] = []
+        self._item_locks: dict[str, threading.Lock] = {}
+
+    def ydl(self, cfg: IngestConfig) -> Any:
+        """This thread's YoutubeDL (creating one costs ~0.1 s of CPU: extractor table, TLS context)."""
+        import yt_dlp
+
+        ydl = getattr(self._local, "ydl", None)
+        if ydl is None:
+            opts = dict(ydl_options(cfg, self.root), extract_flat="in_playlist", noplaylist=False)
+            if cfg.playlist_limit:
+                opts["playlistend"] = int(cfg.playlist_limit)
+            ydl = self._local.ydl = yt_dlp.YoutubeDL(opts)
+            with self._lock:
+                self._instances.append(ydl)
+        return ydl
+
+    def item_lock(self, key: str) -> threading.Lock:
+        """Serialises two sources that resolve to the same file (same URL twice, two URLs of one video)."""
+        with self._lock:
+            return self._item_locks.setdefault(key, threading.Lock())
+
+    def close(self) -> None:
+        with self._lock:
+            instances, self._instances = self._instances, []
+        for ydl in instances:
+            ydl.close()
 
     def _append(self, name: str, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
@@ -239,34 +267,29 @@ def _call(fn: Callable[[], Any]) -> Any:
         raise classify_download_error(exc) from None
 
 
-def resolve(url: str, cfg: IngestConfig, download_dir: Path) -> tuple[str, Any]:
+def resolve(url: str, cfg: IngestConfig, store: DownloadStore) -> tuple[str, Any]:
     """Look at a URL without downloading: ("playlist", (title, [Entry])) or ("item", info dict)."""
-    import yt_dlp
-
-    opts = dict(ydl_options(cfg, download_dir), extract_flat="in_playlist", noplaylist=False)
-    if cfg.playlist_limit:
-        opts["playlistend"] = int(cfg.playlist_limit)
 
     def run() -> tuple[str, Any]:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(url, download=False, process=False)
-            if info is None:
-                raise IngestFailure("unavailable", "the extractor returned nothing")
-            if info.get("_type") in ("playlist", "multi_video"):
-                entries = []
-                for e in info.get("entries") or []:
-                    if cfg.playlist_limit and len(entries) >= cfg.playlist_limit:
-                        break
-                    if not e:
-                        continue
-                    e_url = e.get("url") or e.get("webpage_url")
-                    if not e_url:
-                        continue
-                    nested = e.get("_type") == "playlist" or e.get("ie_key") in _PLAYLIST_IES
-                    entries.append(Entry(url=e_url, title=e.get("title"), duration=e.get("duration"),
-                                         is_playlist=bool(nested)))
-                return "playlist", (info.get("title"), entries)
-            return "item", info
+        ydl = store.ydl(cfg)
+        info = ydl.extract_info(url, download=False, process=False)
+        if info is None:
+            raise IngestFailure("unavailable", "the extractor returned nothing")
+        if info.get("_type") in ("playlist", "multi_video"):
+            entries = []
+            for e in info.get("entries") or []:
+                if cfg.playlist_limit and len(entries) >= cfg.playlist_limit:
+                    break
+                if not e:
+                    continue
+                e_url = e.get("url") or e.get("webpage_url")
+                if not e_url:
+                    continue
+                nested = e.get("_type") == "playlist" or e.get("ie_key") in _PLAYLIST_IES
+                entries.append(Entry(url=e_url, title=e.get("title"), duration=e.get("duration"),
+                                     is_playlist=bool(nested)))
+            return "playlist", (info.get("title"), entries)
+        return "item", info
 
     return with_retries(lambda: _call(run), cfg, url)
 
@@ -309,32 +332,33 @@ def glob_escape(text: str) -> str:
 def download_item(url: str, cfg: IngestConfig, store: DownloadStore, info: Optional[dict[str, Any]] = None,
                   licence_override: Optional[str] = None) -> Downloaded:
     """Download one item's best audio (info: its unprocessed info from ``resolve``, if already known)."""
-    import yt_dlp
-
     cached = store.cached(url)
     if cached is not None:
         return cached
     download_dir = store.root
-    opts = ydl_options(cfg, download_dir)
 
     def run() -> Downloaded:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            current = info
-            if current is None or current.get("_type") in ("url", "url_transparent"):
-                current = ydl.extract_info(url, download=False)
-            check_limits_before(current, cfg, licence_override)
+        ydl = store.ydl(cfg)
+        current = info
+        if current is None or current.get("_type") in ("url", "url_transparent"):
+            current = ydl.extract_info(url, download=False)
+        if current.get("_type") in ("playlist", "multi_video"):
+            raise IngestFailure("playlist", "this entry is itself a playlist; list its items as sources")
+        check_limits_before(current, cfg, licence_override)
+        key = f"{current.get('extractor_key') or current.get('extractor')}-{current.get('id')}"
+        with store.item_lock(key):
             result = ydl.process_ie_result(current, download=True)
-            downloads = (result or {}).get("requested_downloads") or []
-            path = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
-            if path is None or not path.is_file():
-                path = _find_existing(download_dir, result or current)
-            if path is None or not path.is_file():
-                raise IngestFailure("download", "yt-dlp finished but no audio file was written")
-            info_json = path.with_name(Path(ydl.prepare_filename(result, "infojson")).name)
-            if not info_json.is_file():
-                clean = ydl.sanitize_info(result)
-                info_json.write_text(json.dumps(clean, ensure_ascii=False, default=str))
-            return Downloaded(path, json.loads(info_json.read_text()), from_cache=False), info_json
+        downloads = (result or {}).get("requested_downloads") or []
+        path = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
+        if path is None or not path.is_file():
+            path = _find_existing(download_dir, result or current)
+        if path is None or not path.is_file():
+            raise IngestFailure("download", "yt-dlp finished but no audio file was written")
+        info_json = path.with_name(Path(ydl.prepare_filename(result, "infojson")).name)
+        if not info_json.is_file():
+            clean = ydl.sanitize_info(result)
+            info_json.write_text(json.dumps(clean, ensure_ascii=False, default=str))
+        return Downloaded(path, json.loads(info_json.read_text()), from_cache=False), info_json
 
     done, info_json = with_retries(lambda: _call(run), cfg, url)
     store.remember(url, done, info_json)

@@ -176,7 +176,7 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
             if item.expand:  # a source the user gave (or a nested playlist): it may be a playlist or channel
                 playlist = None if cfg.refresh_playlists else store.cached_playlist(url)
                 if playlist is None:
-                    what, value = resolve(url, cfg, store.root)
+                    what, value = resolve(url, cfg, store)
                     if what == "playlist":
                         title, entries = value
                         store.remember_playlist(url, title, entries, cfg.playlist_limit)
@@ -303,6 +303,7 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
             yield from release()
     finally:  # a consumer that stops early (or Ctrl-C) leaves no queued work behind
         pool.shutdown(wait=True, cancel_futures=True)
+        store.close()
     yield from release()
 
 
@@ -338,6 +339,7 @@ def ingest_one(spec: SourceSpec, cfg: IngestConfig, download_dir: Path) -> Song:
     validate_config(cfg)
     outcome = _process(_Item((0,), spec, spec.location, expand=False), cfg, store,
                        FailureLog(Path(download_dir) / "failures.jsonl"), fingerprints=None)
+    store.close()
     if isinstance(outcome, Failure):
         raise IngestFailure(outcome.kind, outcome.reason)
     if isinstance(outcome, list):
