@@ -30,7 +30,7 @@ from .config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
 from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, fpcalc_exe
-from .sources import child_spec, expand_local_source
+from .sources import LIST_SUFFIXES, child_spec, expand_local_source
 from .types import Failure, SongMetadata, Song, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,11 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
             path = Path(spec.location)
             if not path.exists():
                 raise IngestFailure("missing", f"{path}: no such file or folder")
+            if path.is_dir():
+                raise IngestFailure("no_audio", f"{path}: folder holds no files ending in "
+                                                f"{', '.join(cfg.audio_extensions)}")
+            if path.suffix.lower() in LIST_SUFFIXES:
+                raise IngestFailure("no_audio", f"{path}: the list names no URL or file")
             artist, title = _title_from_filename(path)
             meta = SongMetadata(title=title, artist=artist, source_path=str(path))
             return _finish(spec, path, meta, None, cfg, fingerprints)
@@ -237,7 +242,7 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
         out: list[_Item] = []
         for it in items:
             local = None if it.spec.is_url else _expand_local(it, cfg)
-            out.extend([it] if local is None else leaves(local))
+            out.extend(leaves(local) if local else [it])  # an empty folder/list fails as itself
         return out
 
     def add(items: list[_Item]) -> None:

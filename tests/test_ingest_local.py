@@ -149,3 +149,13 @@ def test_url_list_file_and_streaming_order(shared_audio, tmp_path):
     assert [Path(s.audio_path).name for s in songs] == [PIANO, DRUM_BASS, VIBE_ACE]
     assert all(s.metadata.licence == "CC-BY" for s in songs)
     assert [type(i) for i in items].count(Failure) == 1 and not any(isinstance(i, Duplicate) for i in items)
+
+
+def test_empty_folder_and_empty_list_fail_by_name(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("no songs here")
+    (tmp_path / "none.txt").write_text("# nothing yet\n")
+    result = ingest([SourceSpec(str(tmp_path / "empty")), SourceSpec(str(tmp_path / "none.txt"))], IngestConfig(),
+                    tmp_path / "dl")
+    assert [(Path(f.item).name, f.kind) for f in result.failures] == [("empty", "no_audio"), ("none.txt", "no_audio")]
+    assert ".ogg" in result.failures[0].reason and not result.songs
