@@ -7,6 +7,11 @@ metadata: artist, title, genre, moods, licence, keywords, split, song_id,
 instrumental. CSV: a header row with the same column names; list columns
 (moods, keywords) are separated by ``;``. Relative paths are resolved against
 the sources file's folder.
+
+At ingest time a location may also be a local folder (expanded recursively to
+its audio files, sorted by path) or a ``.txt``/``.list`` file of URLs/paths
+(see ``expand_local_source``); URLs of playlists and channels are expanded by
+the ingest stage with yt-dlp.
 """
 from __future__ import annotations
 
