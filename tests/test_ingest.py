@@ -172,8 +172,13 @@ def test_killed_build_resumes_without_refetching_complete_downloads(server, shar
     child = subprocess.Popen([sys.executable, "-c", _CHILD.format(repo=str(REPO)), json.dumps(urls), str(tmp_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        done = wait_for(lambda: (tmp_path / "generic-a.ogg").is_file() and (tmp_path / "generic-c.ogg").is_file()
-                        and any((tmp_path / ".partial").glob("generic-slow*.part")), timeout=20)
+        def quick_ones_recorded() -> bool:  # the index record is written last, after the file is in place
+            index = tmp_path / "downloads.jsonl"
+            text = index.read_text() if index.is_file() else ""
+            return (f'"{urls[0]}"' in text and f'"{urls[2]}"' in text
+                    and any((tmp_path / ".partial").glob("generic-slow*.part")))
+
+        done = wait_for(quick_ones_recorded, timeout=30)
         assert done, "the two quick downloads did not finish while the slow one stalled"
     finally:
         os.kill(child.pid, signal.SIGKILL)
