@@ -44,7 +44,7 @@ def _is_ogg(path: Path) -> bool:
         return fh.read(4) == b"OggS"
 
 
-def _frames_decodable(path: Path, declared: int) -> int:
+def _frames_decodable(path: Path) -> int:
     count = 0
     with sf.SoundFile(str(path)) as fh:
         for block in fh.blocks(blocksize=1 << 16, dtype="float32"):
@@ -94,10 +94,10 @@ def check_audio(path: Path) -> tuple[float, int, int]:
         declared = meta.frames
         riff = _riff_data_declared(path) if meta.format in ("WAV", "WAVEX") else None
         if riff is not None:
-            frame_bytes = max(1, path.stat().st_size and (meta.channels * _bytes_per_sample(meta.subtype)))
+            frame_bytes = meta.channels * _bytes_per_sample(meta.subtype)
             declared = max(declared, riff // frame_bytes)
         try:
-            got = _frames_decodable(path, declared)
+            got = _frames_decodable(path)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise IngestFailure("corrupt", f"{path}: decoding failed after part of the file ({exc})") from None
         if got < declared:

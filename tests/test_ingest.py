@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -170,7 +169,7 @@ def test_killed_build_resumes_without_refetching_complete_downloads(server, shar
             server.add_audio("/k/slow.ogg", shared_audio / PIANO, stall_after=200_000),
             server.add_audio("/k/c.ogg", shared_audio / SPEECH)]
     child = subprocess.Popen([sys.executable, "-c", _CHILD.format(repo=str(REPO)), json.dumps(urls), str(tmp_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.err", "w"), start_new_session=True)
     try:
         def quick_ones_recorded() -> bool:  # the index record is written last, after the file is in place
             index = tmp_path / "downloads.jsonl"
@@ -179,7 +178,8 @@ def test_killed_build_resumes_without_refetching_complete_downloads(server, shar
                     and any((tmp_path / ".partial").glob("generic-slow*.part")))
 
         done = wait_for(quick_ones_recorded, timeout=30)
-        assert done, "the two quick downloads did not finish while the slow one stalled"
+        assert done, ("the two quick downloads did not finish while the slow one stalled: "
+                      + (tmp_path / "child.err").read_text()[-2000:])
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

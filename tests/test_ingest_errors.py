@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import yt_dlp
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError
 
 from processing.failures import classify_download_error
