@@ -216,3 +216,19 @@ def test_bad_ingest_settings_are_refused_before_any_download(tmp_path):
                       (dict(concurrency=0), "concurrency"), (dict(min_duration_s=10, max_duration_s=5), "min_duration_s")):
         with pytest.raises(ConfigError, match=word):
             ingest([SourceSpec("http://127.0.0.1:9/x.ogg")], fast_cfg(**bad), tmp_path)
+
+
+def test_iter_ingest_yields_a_song_while_a_later_download_is_still_running(server, shared_audio, tmp_path):
+    from processing.ingest import iter_ingest
+    from processing.types import Song
+
+    fast = server.add_audio("/s/fast.ogg", shared_audio / DRUM_BASS)
+    slow = server.add_audio("/s/slow.ogg", shared_audio / PIANO, stall_after=100_000)
+    items = iter_ingest([SourceSpec(fast), SourceSpec(slow)], fast_cfg(), tmp_path)
+    first = next(items)
+    assert isinstance(first, Song) and first.song_id == "generic-fast"
+    assert not (tmp_path / "generic-slow.ogg").exists()  # still stalled: separation could already start on `first`
+    server.release()  # the stalled transfer is cut; yt-dlp retries it and completes
+    rest = list(items)
+    assert [s.song_id for s in rest] == ["generic-slow"]
+    assert rest[0].audio_path.read_bytes() == (shared_audio / PIANO).read_bytes()
