@@ -39,7 +39,8 @@ class IngestConfig:
     playlist_limit: Optional[int] = None
     concurrency: int = 4
     socket_timeout_s: float = 30.0
-    retry_failed: bool = False
+    retry_failed: bool = False  # rerun: try items that failed before (failures.jsonl) again
+    refresh_playlists: bool = False  # rerun: expand playlists/channels again instead of reusing playlists.jsonl
     # duplicates
     dedup: bool = True
     dedup_threshold: float = 0.9  # fingerprint similarity above which two songs are one

@@ -7,13 +7,18 @@ metadata: artist, title, genre, moods, licence, keywords, split, song_id,
 instrumental. CSV: a header row with the same column names; list columns
 (moods, keywords) are separated by ``;``. Relative paths are resolved against
 the sources file's folder.
+
+At ingest time a location may also be a local folder (expanded recursively to
+its audio files, sorted by path) or a ``.txt``/``.list`` file of URLs/paths
+(see ``expand_local_source``); URLs of playlists and channels are expanded by
+the ingest stage with yt-dlp.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
 
@@ -109,3 +114,38 @@ def read_sources(path: Path) -> tuple[list[SourceSpec], dict[str, Any]]:
     if not isinstance(doc, list):
         raise SourcesError(f"{path}: expected a list of songs or a mapping with 'songs:'")
     return specs_from_items(doc, base, str(path)), config
+
+
+LIST_SUFFIXES = (".txt", ".list")
+
+
+def child_spec(spec: SourceSpec, location: str, index: int, title: Optional[str] = None) -> SourceSpec:
+    """An entry of a folder, URL list or playlist: it inherits the user's metadata except the
+    title, and a user ``song_id`` gets the entry's number as a suffix (``id-0001``)."""
+    return dataclasses.replace(spec, location=location, title=title,
+                               song_id=f"{spec.song_id}-{index + 1:04d}" if spec.song_id else None)
+
+
+def expand_local_source(spec: SourceSpec, audio_extensions: Iterable[str]) -> Optional[list[SourceSpec]]:
+    """A local folder (recursive, files with an audio extension, sorted by relative path) or a
+    text file listing URLs/paths (``.txt``/``.list``, one a line, ``#`` comments) becomes its
+    entries; None for anything else (a URL or a single file)."""
+    if spec.is_url:
+        return None
+    path = Path(spec.location)
+    if path.is_dir():
+        exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in audio_extensions}
+        files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts),
+                       key=lambda p: p.relative_to(path).as_posix())
+        return [child_spec(spec, str(p), j) for j, p in enumerate(files)]
+    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+        out = []
+        for j, line in enumerate(ln for ln in lines if ln and not ln.startswith("#")):
+            child = child_spec(spec, line, j)
+            if not child.is_url:
+                local = Path(line.removeprefix("file://")).expanduser()
+                child.location = str(local if local.is_absolute() else path.parent / local)
+            out.append(child)
+        return out
+    return None

@@ -1,0 +1,122 @@
+"""Ingest failures: one exception type with a short kind, a classifier for yt-dlp
+errors, and the ``failures.jsonl`` log that lets a rerun skip items that failed before.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .types import Failure
+
+# Kinds whose outcome depends on the configuration (limits), not on the remote item:
+# a rerun always re-checks them, so changing a limit takes effect.
+CONFIG_DEPENDENT_KINDS = frozenset({"too_short", "too_long", "licence"})
+# Kinds worth trying again after a pause within one run.
+TRANSIENT_KINDS = frozenset({"rate_limited", "server_error", "network", "incomplete"})
+
+
+EARLIER_RUN = "failed in an earlier run, not retried (set ingest.retry_failed to retry): "
+
+
+class IngestFailure(Exception):
+    """An item cannot be ingested: ``kind`` is short and machine-readable, ``reason`` says why in words."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def _http_status(exc: BaseException) -> Optional[int]:
+    """The HTTP status behind a yt-dlp error, if any (yt-dlp keeps the cause in exc_info / cause)."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        status = getattr(e, "status", None) or getattr(e, "code", None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+        info = getattr(e, "exc_info", None)
+        if info and len(info) > 1 and isinstance(info[1], BaseException):
+            todo.append(info[1])
+        todo.extend(x for x in (getattr(e, "cause", None), e.__cause__, e.__context__) if isinstance(x, BaseException))
+    return None
+
+
+_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
+    ("private", ("private video", "this video is private", "is private", "members-only", "members only")),
+    ("geo_blocked", ("not available in your country", "geo restrict", "geo-restrict", "geoblock", "from your location")),
+    ("age_gated", ("confirm your age", "age-restricted", "age restricted", "inappropriate for some users", "age_limit")),
+    ("live", ("live event will begin", "is a live stream", "premieres in")),
+    ("unsupported", ("unsupported url",)),
+    ("no_audio", ("requested format is not available", "no video formats found", "no audio")),
+    ("unavailable", ("video unavailable", "not available", "has been removed", "does not exist", "no longer available",
+                     "account has been terminated", "404", "not found")),
+    ("incomplete", ("content too short", "did not get any data", "incomplete read", "incompleteread")),
+    ("network", ("timed out", "timeout", "connection refused", "connection reset", "temporary failure",
+                 "name or service not known", "network is unreachable", "remote end closed", "urlopen error")),
+]
+
+
+def classify_download_error(exc: BaseException) -> IngestFailure:
+    """Turn a yt-dlp DownloadError (or any exception from it) into an IngestFailure with a specific kind."""
+    import re
+
+    message = re.sub(r"^ERROR:\s*", "", str(exc)).strip() or type(exc).__name__
+    message = re.sub(r"\s*\(caused by <[^>]*>\)\s*$", "", message)
+    status = _http_status(exc)
+    cls_names = {c.__name__ for c in type(getattr(exc, "exc_info", (None, None))[1] or exc).__mro__}
+    if "GeoRestrictedError" in cls_names:
+        return IngestFailure("geo_blocked", message)
+    if status == 429:
+        return IngestFailure("rate_limited", f"HTTP 429 Too Many Requests: {message}")
+    if status is not None and status >= 500:
+        return IngestFailure("server_error", f"HTTP {status} server error: {message}")
+    if status in (404, 410):
+        return IngestFailure("unavailable", f"HTTP {status} not found: {message}")
+    if status in (401, 403):
+        return IngestFailure("forbidden", f"HTTP {status} access denied: {message}")
+    low = message.lower()
+    for kind, needles in _PATTERNS:
+        if any(n in low for n in needles):
+            return IngestFailure(kind, message)
+    return IngestFailure("download", message)
+
+
+class FailureLog:
+    """Append-only ``failures.jsonl``; the last record of an item is the one that counts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.previous: dict[str, dict] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                if isinstance(record, dict) and "item" in record:
+                    self.previous[record["item"]] = record
+
+    def failed_before(self, item: str) -> Optional[Failure]:
+        record = self.previous.get(item)
+        if record is None or record.get("kind") in CONFIG_DEPENDENT_KINDS:
+            return None
+        return Failure(item=item, stage="ingest", kind=record.get("kind", "error"),
+                       reason=f"{EARLIER_RUN}{record.get('reason')}")
+
+    def append(self, failure: Failure) -> None:
+        record = dict(failure.to_dict(), time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()

@@ -1,0 +1,161 @@
+"""Ingest of local files, folders and URL lists; duplicates by fingerprint; bad files (no network)."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import BIRD, DRUM_BASS, PIANO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
+from processing.audio_check import check_audio
+from processing.config import IngestConfig
+from processing.failures import IngestFailure
+from processing.fingerprint import DuplicateIndex, fingerprint_file, similarity
+from processing.ingest import Duplicate, ingest, iter_ingest
+from processing.types import Failure, Song, SourceSpec
+
+ALL_CLIPS = [SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ, DRUM_BASS, PIANO, SPEECH, BIRD]
+
+
+@pytest.fixture(scope="module")
+def prints(shared_audio):
+    return {name: fingerprint_file(shared_audio / name) for name in ALL_CLIPS}
+
+
+def test_vibe_ace_encodings_match_and_every_other_pair_does_not(prints):
+    assert similarity(prints[VIBE_ACE], prints[VIBE_ACE_LOWQ]) > 0.95
+    for a, b in itertools.combinations(ALL_CLIPS, 2):
+        if {a, b} == {VIBE_ACE, VIBE_ACE_LOWQ}:
+            continue
+        assert similarity(prints[a], prints[b]) < 0.65, (a, b)
+
+
+def test_duplicate_index_finds_first_kept_song_and_survives_a_shift(prints):
+    index = DuplicateIndex(threshold=0.9)
+    for name in (SONG_WITH_VOCALS, VIBE_ACE, PIANO):
+        assert index.match(prints[name]) is None
+        index.add(name, prints[name])
+    kept, score = index.match(prints[VIBE_ACE_LOWQ])
+    assert kept == VIBE_ACE and score > 0.95
+    shifted = type(prints[VIBE_ACE_LOWQ])(0.0, prints[VIBE_ACE_LOWQ].items[37:])  # 4.6 s cut from the start
+    assert index.match(shifted)[0] == VIBE_ACE
+    assert index.match(prints[DRUM_BASS]) is None
+
+
+def _link(folder: Path, name: str, target: Path) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, path)
+    return path
+
+
+def test_local_folder_expands_recursively_in_order_and_catches_the_reencode(shared_audio, tmp_path):
+    lib = tmp_path / "library"
+    _link(lib, "a/01.ogg", shared_audio / VIBE_ACE)
+    _link(lib, "a/02.OGG", shared_audio / PIANO)
+    _link(lib, "b/deeper/03.ogg", shared_audio / VIBE_ACE_LOWQ)
+    _link(lib, "b/04.ogg", shared_audio / BIRD)
+    _link(lib, "c.ogg", shared_audio / DRUM_BASS)
+    (lib / "notes.txt").write_text("not a song")
+    (lib / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    result = ingest([SourceSpec(str(lib), genre="jazz")], IngestConfig(concurrency=2), tmp_path / "dl")
+
+    assert [Path(s.audio_path).name for s in result.songs] == ["01.ogg", "02.OGG", "c.ogg"]
+    assert all(s.metadata.genre == "jazz" for s in result.songs)
+    assert [(f.kind, Path(f.item).name) for f in result.failures] == [("too_short", "04.ogg")]
+    assert "2.7 s < min_duration_s" in result.failures[0].reason
+    (dup,) = result.duplicate_items
+    assert Path(dup.item).name == "03.ogg" and dup.kept_song_id == result.songs[0].song_id and dup.similarity > 0.95
+    assert result.duplicates == {dup.song_id: result.songs[0].song_id}
+    # ids are content hashes: a second run gives the same ids
+    again = ingest([SourceSpec(str(lib))], IngestConfig(), tmp_path / "dl")
+    assert [s.song_id for s in again.songs] == [s.song_id for s in result.songs]
+
+
+def test_first_in_source_order_is_kept_and_same_id_twice_is_a_duplicate(shared_audio, tmp_path):
+    sources = [SourceSpec(str(shared_audio / VIBE_ACE_LOWQ), song_id="low", artist="Kevin MacLeod"),
+               SourceSpec(str(shared_audio / VIBE_ACE), song_id="high"),
+               SourceSpec(str(shared_audio / DRUM_BASS), song_id="low")]
+    result = ingest(sources, IngestConfig(), tmp_path / "dl")
+    assert [s.song_id for s in result.songs] == ["low"]
+    assert result.songs[0].metadata.artist == "Kevin MacLeod" and result.songs[0].channels == 1
+    assert [(d.song_id, d.kept_song_id) for d in result.duplicate_items] == [("high", "low"), ("low", "low")]
+    assert result.duplicate_items[1].similarity == 1.0
+
+
+def test_dedup_off_keeps_both_encodings(shared_audio, tmp_path):
+    sources = [SourceSpec(str(shared_audio / VIBE_ACE)), SourceSpec(str(shared_audio / VIBE_ACE_LOWQ))]
+    result = ingest(sources, IngestConfig(dedup=False), tmp_path / "dl")
+    assert len(result.songs) == 2 and not result.duplicate_items
+
+
+def test_bad_files_fail_with_specific_reasons_and_the_rest_goes_on(shared_audio, tmp_path):
+    truncated = tmp_path / "cut.ogg"
+    truncated.write_bytes((shared_audio / VIBE_ACE).read_bytes()[:600_000])
+    fake = tmp_path / "fake.mp3"
+    fake.write_bytes(b"<html>definitely not an mp3</html>" * 200)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    x = (np.random.default_rng(0).standard_normal((44100 * 8, 2)) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "full.wav", x, 44100, subtype="PCM_16")
+    cut_wav = tmp_path / "cut.wav"
+    cut_wav.write_bytes((tmp_path / "full.wav").read_bytes()[: 44 + 4 * 44100 * 3])
+    sources = [SourceSpec(str(p)) for p in (truncated, fake, empty, cut_wav, tmp_path / "missing.ogg")]
+    sources.append(SourceSpec(str(tmp_path / "full.wav")))
+    result = ingest(sources, IngestConfig(), tmp_path / "dl")
+    kinds = {Path(f.item).name: f.kind for f in result.failures}
+    assert kinds == {"cut.ogg": "truncated", "fake.mp3": "not_audio", "empty.wav": "empty",
+                     "cut.wav": "truncated", "missing.ogg": "missing"}
+    reasons = {Path(f.item).name: f.reason for f in result.failures}
+    assert "no end-of-stream page" in reasons["cut.ogg"] and "cut.ogg" in reasons["cut.ogg"]
+    assert "declares 8.0 s, only 3.0 s present" in reasons["cut.wav"]
+    assert [Path(s.audio_path).name for s in result.songs] == ["full.wav"]
+    assert result.songs[0].duration_s == pytest.approx(8.0)
+    # failures are logged for the report and for reruns
+    logged = [json.loads(line) for line in (tmp_path / "dl" / "failures.jsonl").read_text().splitlines()]
+    assert {Path(r["item"]).name for r in logged} == set(kinds) and all(r["stage"] == "ingest" for r in logged)
+
+
+def test_every_real_clip_passes_the_completeness_check(shared_audio):
+    for name in ALL_CLIPS:
+        duration, rate, channels = check_audio(shared_audio / name)
+        assert duration > 2.0
+    with pytest.raises(IngestFailure) as err:
+        check_audio(shared_audio / "nope.ogg")
+    assert err.value.kind == "missing"
+
+
+def test_limits_and_licences(shared_audio, tmp_path):
+    cfg = IngestConfig(max_duration_s=100.0, allowed_licences=["CC-BY-4.0"])
+    sources = [SourceSpec(str(shared_audio / SONG_WITH_VOCALS), licence="CC-BY-4.0"),
+               SourceSpec(str(shared_audio / PIANO), licence="CC-BY-NC-3.0"),
+               SourceSpec(str(shared_audio / DRUM_BASS), licence="CC-BY-4.0")]
+    result = ingest(sources, cfg, tmp_path / "dl")
+    assert [(f.kind, Path(f.item).name) for f in result.failures] == [("too_long", SONG_WITH_VOCALS), ("licence", PIANO)]
+    assert "133.0 s > max_duration_s 100 s" in result.failures[0].reason
+    assert [s.duration_s for s in result.songs] == [pytest.approx(25.03, abs=0.01)]
+
+
+def test_url_list_file_and_streaming_order(shared_audio, tmp_path):
+    listing = tmp_path / "songs.txt"
+    listing.write_text(f"# my list\n{shared_audio / PIANO}\n\n{shared_audio / DRUM_BASS}\n{shared_audio / VIBE_ACE}\n")
+    items = list(iter_ingest([SourceSpec(str(listing), licence="CC-BY"), SourceSpec(str(shared_audio / BIRD))],
+                             IngestConfig(concurrency=3), tmp_path / "dl"))
+    songs = [i for i in items if isinstance(i, Song)]
+    assert [Path(s.audio_path).name for s in songs] == [PIANO, DRUM_BASS, VIBE_ACE]
+    assert all(s.metadata.licence == "CC-BY" for s in songs)
+    assert [type(i) for i in items].count(Failure) == 1 and not any(isinstance(i, Duplicate) for i in items)
+
+
+def test_empty_folder_and_empty_list_fail_by_name(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("no songs here")
+    (tmp_path / "none.txt").write_text("# nothing yet\n")
+    result = ingest([SourceSpec(str(tmp_path / "empty")), SourceSpec(str(tmp_path / "none.txt"))], IngestConfig(),
+                    tmp_path / "dl")
+    assert [(Path(f.item).name, f.kind) for f in result.failures] == [("empty", "no_audio"), ("none.txt", "no_audio")]
+    assert ".ogg" in result.failures[0].reason and not result.songs
