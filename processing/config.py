@@ -58,6 +58,8 @@ class SeparateConfig:
     overlap: float = 0.25
     keep_stems: bool = False  # also write each stem of every chunk to the build
     instrumental_mode: str = "sum"  # "sum" of non-vocal stems, or "residual" = mix - vocals
+    seed: int = 0  # seeds demucs's random time shifts (per song, so outputs never depend on grouping)
+    bf16: bool = False  # bfloat16 autocast for the demucs forward pass (meant for CUDA; small output drift)
 
 
 @dataclass
