@@ -271,6 +271,10 @@ def _transition_weight(segment_length: int, power: float, device) -> torch.Tenso
     return (weight / weight.max()) ** power
 
 
+def _stride(segment_length: int, overlap: float) -> int:
+    return int((1 - overlap) * segment_length)
+
+
 def _center_trim(tensor: torch.Tensor, length: int) -> torch.Tensor:
     delta = tensor.shape[-1] - length
     return tensor[..., delta // 2: tensor.shape[-1] - (delta - delta // 2)] if delta else tensor
@@ -306,7 +310,7 @@ def apply_model_batched(
     totals = [0.0] * len(bag.sources)
     for model, model_weights in zip(models, bag_weights):
         model.to(device).eval()
-        tracks = _views(model, mixes, shifts, rngs, device, tensor_chunk, TensorChunk)
+        tracks = _views(model, mixes, shifts, overlap, rngs, device, tensor_chunk, TensorChunk)
         _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power, TensorChunk)
         for i, views in enumerate(tracks):
             out = _merge_shifts(views, shifts)
@@ -324,7 +328,19 @@ def apply_model_batched(
     return results
 
 
-def _views(model, mixes, shifts, rngs, device, tensor_chunk, TensorChunk) -> list[list[_Track]]:
+def _forward_draws(model) -> list[int]:
+    """``randrange`` bounds HTDemucs's transformer draws from Python's ``random`` on every
+    forward pass (one per cross-transformer with sine embeddings, even when the shift is 0).
+    apply_model's next shift offset comes after those draws, so they are replayed per track."""
+    from demucs.transformer import CrossTransformerEncoder
+
+    return [m.sin_random_shift + 1 for m in model.modules()
+            if isinstance(m, CrossTransformerEncoder) and m.emb == "sin"]
+
+
+def _views(model, mixes, shifts, overlap, rngs, device, tensor_chunk, TensorChunk) -> list[list[_Track]]:
+    segment_length = int(model.samplerate * model.segment)
+    draws = _forward_draws(model)
     tracks = []
     for mix, rng in zip(mixes, rngs):
         mix = mix.to(device)
@@ -339,6 +355,9 @@ def _views(model, mixes, shifts, rngs, device, tensor_chunk, TensorChunk) -> lis
             offset = rng.randint(0, max_shift)
             views.append(_Track(TensorChunk(padded, offset, length + max_shift - offset),
                                 length + max_shift - offset, max_shift - offset))
+            for _ in range(len(range(0, views[-1].length, _stride(segment_length, overlap)))):
+                for bound in draws:
+                    rng.randrange(bound)
         tracks.append(views)
     return tracks
 
@@ -346,7 +365,7 @@ def _views(model, mixes, shifts, rngs, device, tensor_chunk, TensorChunk) -> lis
 def _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power, TensorChunk) -> None:
     """Cut every view into segments, run them batch by batch, overlap-add into each view."""
     segment_length = int(model.samplerate * model.segment)
-    stride = int((1 - overlap) * segment_length)
+    stride = _stride(segment_length, overlap)
     weight = _transition_weight(segment_length, transition_power, device)
     n_sources = len(model.sources)
     # Pieces grouped by the model's input length (constant for HTDemucs; the last, shorter
