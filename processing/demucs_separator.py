@@ -40,7 +40,7 @@ class _Error(RuntimeError):
 
 
 def _separator_error() -> type:
-    # separate.py imports this module lazily; import its error class lazily too (no import cycle).
+    # separate.py imports this module inside make_separator; importing back lazily keeps any import order safe.
     from .separate import SeparatorError
 
     return SeparatorError
