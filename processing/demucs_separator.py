@@ -27,6 +27,7 @@ import numpy as np
 import soxr
 import torch
 import yaml
+from demucs.apply import BagOfModels, TensorChunk, tensor_chunk
 
 from .config import SeparateConfig
 from .types import AudioData
@@ -35,7 +36,7 @@ from .types import AudioData
 HF_NAMESPACE = "adefossez"
 
 
-class _Error(RuntimeError):
+class _LoadError(RuntimeError):
     pass
 
 
@@ -99,9 +100,7 @@ def _torch_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _bag(models: list, bag: Optional[dict]):
-    from demucs.apply import BagOfModels
-
+def _bag(models: list, bag: Optional[dict]) -> BagOfModels:
     bag = bag or {}
     return BagOfModels(models, bag.get("weights"), bag.get("segment"))
 
@@ -161,10 +160,10 @@ def _from_file(name: str, path: Path):
     from demucs.states import load_model as load_package
 
     if path.suffix in (".yaml", ".yml"):
-        return _from_folder(path.stem if name == path.stem else name, path.parent)
+        return _from_folder(path.stem, path.parent)  # a bag file names its model, whatever separate.model says
     sigs = _signatures(name)
     if len(sigs) > 1:
-        raise _Error(
+        raise _LoadError(
             f"separate.model={name} is a bag of {len(sigs)} models ({', '.join(sigs)}); one file cannot hold it: "
             f"point separate.weights to a folder with {name}.yaml and {', '.join(s + '.th' for s in sigs)}"
         )
@@ -173,7 +172,7 @@ def _from_file(name: str, path: Path):
     else:
         package = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(package, dict) or "klass" not in package:
-            raise _Error(
+            raise _LoadError(
                 f"{path} is not a demucs model package (expected a dict with klass/args/kwargs/state, "
                 "as demucs saves its .th files)"
             )
@@ -230,7 +229,7 @@ def load_model(name: str, weights: Optional[Path] = None):
                 return found
     except SeparatorError:
         raise
-    except (ModelLoadingError, _Error, OSError, KeyError, ValueError, RuntimeError) as exc:
+    except (ModelLoadingError, _LoadError, OSError, KeyError, ValueError, RuntimeError) as exc:
         where = f"separate.weights={weights}" if weights is not None else "the weights cache"
         raise SeparatorError(f"cannot load demucs model {name!r} from {where}: {exc}\n"
                              + missing_weights_message(name)) from exc
@@ -257,7 +256,7 @@ def resolve_device(spec: str) -> torch.device:
 class _Track:
     """One (track, shift) view, as apply_model's recursion sees it."""
 
-    view: object  # demucs.apply.TensorChunk the split branch cuts from
+    view: TensorChunk  # what apply_model's split branch cuts segments from
     length: int  # frames of the view
     trim: int  # frames dropped from the front of the view's output (shift undo)
     out: Optional[torch.Tensor] = None
@@ -299,8 +298,6 @@ def apply_model_batched(
     shifts, overlap=overlap)[0]`` for each mix when Python's ``random`` is
     seeded with ``seed`` before each of those calls.
     """
-    from demucs.apply import TensorChunk, tensor_chunk
-
     models = list(bag.models) if hasattr(bag, "models") else [bag]
     bag_weights = bag.weights if hasattr(bag, "models") else [[1.0] * len(bag.sources)]
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -310,8 +307,8 @@ def apply_model_batched(
     totals = [0.0] * len(bag.sources)
     for model, model_weights in zip(models, bag_weights):
         model.to(device).eval()
-        tracks = _views(model, mixes, shifts, overlap, rngs, device, tensor_chunk, TensorChunk)
-        _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power, TensorChunk)
+        tracks = _views(model, mixes, shifts, overlap, rngs, device)
+        _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power)
         for i, views in enumerate(tracks):
             out = _merge_shifts(views, shifts)
             for k, w in enumerate(model_weights):
@@ -338,7 +335,7 @@ def _forward_draws(model) -> list[int]:
             if isinstance(m, CrossTransformerEncoder) and m.emb == "sin"]
 
 
-def _views(model, mixes, shifts, overlap, rngs, device, tensor_chunk, TensorChunk) -> list[list[_Track]]:
+def _views(model, mixes, shifts, overlap, rngs, device) -> list[list[_Track]]:
     segment_length = int(model.samplerate * model.segment)
     draws = _forward_draws(model)
     tracks = []
@@ -362,7 +359,7 @@ def _views(model, mixes, shifts, overlap, rngs, device, tensor_chunk, TensorChun
     return tracks
 
 
-def _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power, TensorChunk) -> None:
+def _run_segments(model, tracks, overlap, batch_segments, device, bf16, transition_power) -> None:
     """Cut every view into segments, run them batch by batch, overlap-add into each view."""
     segment_length = int(model.samplerate * model.segment)
     stride = _stride(segment_length, overlap)

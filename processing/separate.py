@@ -30,7 +30,6 @@ own rate and channel count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import numpy as np
