@@ -2,7 +2,7 @@
 """Separation speed: the offline separator, and Demucs batched vs ``apply_model`` per song.
 
     python benchmarks/bench_separate.py [--seconds 30] [--songs 2] [--device cpu|cuda|auto]
-        [--batch-segments 8] [--bf16] [--threads N] [--skip-offline] [--skip-demucs] [--skip-reference]
+        [--batch-segments N] [--bf16] [--threads N] [--skip-offline] [--skip-demucs] [--skip-reference]
 
 Demucs runs with RANDOM weights of the released htdemucs shape (41,984,456
 parameters; no weights can be downloaded here): speed and memory are those of
@@ -67,12 +67,13 @@ def bench_demucs(songs, args) -> None:
     params = sum(p.numel() for p in model.parameters())
     with tempfile.TemporaryDirectory(prefix="bench-demucs-") as tmp:
         tiny_demucs.save_repo(Path(tmp), models=[model])
-        cfg = SeparateConfig(weights=Path(tmp), device=args.device, batch_segments=args.batch_segments,
-                             bf16=args.bf16, shifts=args.shifts)
+        batching = {} if args.batch_segments is None else {"batch_segments": args.batch_segments,
+                                                             "cpu_batch_segments": args.batch_segments}
+        cfg = SeparateConfig(weights=Path(tmp), device=args.device, bf16=args.bf16, shifts=args.shifts, **batching)
         start = time.perf_counter()
         sep = DemucsSeparator(cfg)
         load_s = time.perf_counter() - start
-    print(f"htdemucs (random weights, {params:,} params) on {sep.device}, batch_segments={cfg.batch_segments}, "
+    print(f"htdemucs (random weights, {params:,} params) on {sep.device}, {sep.batch_segments} segments per forward, "
           f"bf16={cfg.bf16}, shifts={cfg.shifts}; load {load_s:.2f} s", flush=True)
     mixes = [s.mix for s in songs]
     audio_s = sum(m.duration_s for m in mixes)
@@ -112,7 +113,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="length of each synthetic song")
     p.add_argument("--songs", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--batch-segments", type=int, default=8)
+    p.add_argument("--batch-segments", type=int, default=None,
+                   help="segments per forward pass (default: the config's, 8 on CUDA and 1 on CPU)")
     p.add_argument("--shifts", type=int, default=1)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (for CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

@@ -52,7 +52,8 @@ class SeparateConfig:
     model: str = "htdemucs"
     weights: Optional[Path] = None  # a weights file or a folder (demucs local repo)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    batch_segments: int = 8  # segments (from any songs) per forward pass
+    batch_segments: int = 8  # segments (from any songs) per forward pass on CUDA (halved on out-of-memory)
+    cpu_batch_segments: int = 1  # the same on CPU, where batching measured slower (bigger tensors, no gain)
     songs_per_group: int = 4  # songs decoded and separated together (memory bound)
     shifts: int = 1
     overlap: float = 0.25

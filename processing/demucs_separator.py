@@ -8,7 +8,10 @@ transition weights, random time shifts and bag-of-models weighting) but cuts
 the segments of ALL the given tracks first and runs them ``batch_segments``
 at a time, so one forward pass may hold segments of several songs. Its
 output matches ``apply_model`` run on each track (up to float rounding).
-Hand-written because demucs has no batched multi-track path.
+Hand-written because demucs has no batched multi-track path. Batching pays
+on GPUs; on a CPU it measured slower (larger tensors, same FLOPs), so CPU
+runs use ``cpu_batch_segments`` (default 1) instead of ``batch_segments``.
+On CUDA an out-of-memory error halves the batch and retries.
 
 Weights are looked up without touching the network (see :func:`load_model`),
 so a machine without them fails at once with a message saying how to
@@ -377,19 +380,29 @@ def _run_segments(model, tracks, overlap, batch_segments, device, bf16, transiti
                 chunk = TensorChunk(view.view, offset, segment_length)
                 valid = model.valid_length(chunk.length) if hasattr(model, "valid_length") else chunk.length
                 groups.setdefault(int(valid), []).append((view, offset, chunk))
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     for valid, pieces in groups.items():
-        for start in range(0, len(pieces), batch_segments):
+        start = 0
+        while start < len(pieces):
             batch = pieces[start:start + batch_segments]
-            inputs = torch.stack([chunk.padded(valid) for _, _, chunk in batch]).to(device)
-            with torch.inference_mode(), autocast:
-                outputs = model(inputs)
-            outputs = outputs.float()
+            try:
+                outputs = _forward(model, torch.stack([chunk.padded(valid) for _, _, chunk in batch]), device, bf16)
+            except torch.cuda.OutOfMemoryError:
+                if batch_segments == 1:
+                    raise
+                batch_segments = max(1, batch_segments // 2)  # retry this batch smaller; keep that size
+                torch.cuda.empty_cache()
+                continue
             for (view, offset, chunk), out in zip(batch, outputs):
                 n = chunk.length
                 view.out[..., offset:offset + segment_length] += weight[:n] * _center_trim(out, n)
                 view.sum_weight[offset:offset + segment_length] += weight[:n]
-            del inputs, outputs
+            del outputs
+            start += len(batch)
+
+
+def _forward(model, inputs: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
+    with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(inputs.to(device)).float()
 
 
 def _merge_shifts(views: list[_Track], shifts: int) -> torch.Tensor:
@@ -448,6 +461,7 @@ class DemucsSeparator:
             raise SeparatorError(f"separate.overlap must lie in [0, 1), got {cfg.overlap}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.batch_segments = max(1, cfg.batch_segments if self.device.type == "cuda" else cfg.cpu_batch_segments)
         self.bag, self.origin = load_model(cfg.model, cfg.weights)
         self.bag.eval()
         self.name = cfg.model
@@ -491,7 +505,7 @@ class DemucsSeparator:
             inputs.append((wav - mean) / std)
             norms.append((mean, std))
         outs = apply_model_batched(self.bag, inputs, shifts=self.cfg.shifts, overlap=self.cfg.overlap,
-                                   batch_segments=max(1, self.cfg.batch_segments), device=self.device,
+                                   batch_segments=self.batch_segments, device=self.device,
                                    seed=self.cfg.seed, bf16=self.cfg.bf16)
         results: list[dict[str, np.ndarray]] = [dict() for _ in mixes]
         for (i, c), out, (mean, std) in zip(jobs, outs, norms):

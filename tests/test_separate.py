@@ -89,7 +89,7 @@ def _stack(stems: dict[str, AudioData], names) -> np.ndarray:
 def test_batched_separation_equals_apply_model_per_song(tiny_repo, empty_caches, shifts):
     # 0.7 s is shorter than the tiny model's 2 s segment; the others span several segments.
     mixes = _mixes([0.7, 3.3, 5.1])
-    cfg = SeparateConfig(weights=tiny_repo, batch_segments=3, shifts=shifts, overlap=0.25, seed=7, device="cpu")
+    cfg = SeparateConfig(weights=tiny_repo, cpu_batch_segments=3, shifts=shifts, overlap=0.25, seed=7, device="cpu")
     sep = DemucsSeparator(cfg)
     outputs = sep.separate_many(mixes)
     assert sep.stems == ["drums", "bass", "other", "vocals"]
@@ -103,7 +103,7 @@ def test_batched_separation_equals_apply_model_per_song(tiny_repo, empty_caches,
 
 def test_batching_does_not_depend_on_the_company_a_song_keeps(tiny_repo, empty_caches):
     mixes = _mixes([2.5, 4.0, 1.2], seed=3)
-    sep = DemucsSeparator(SeparateConfig(weights=tiny_repo, batch_segments=4, overlap=0.5, seed=1))
+    sep = DemucsSeparator(SeparateConfig(weights=tiny_repo, cpu_batch_segments=4, overlap=0.5, seed=1))
     together = sep.separate_many(mixes)
     alone = sep.separate_many([mixes[1]])[0]
     np.testing.assert_allclose(_stack(together[1], sep.stems), _stack(alone, sep.stems), atol=1e-5, rtol=0)
@@ -113,7 +113,7 @@ def test_bag_of_models_weights_equal_apply_model(tmp_path, empty_caches):
     models = [tiny_demucs.tiny_htdemucs(seed=1), tiny_demucs.tiny_htdemucs(seed=2)]
     weights = [[1.0, 0.0, 0.5, 1.0], [0.0, 1.0, 0.5, 1.0]]
     repo = tiny_demucs.save_repo(tmp_path / "bag", name="htdemucs_ft", models=models, weights=weights)
-    sep = DemucsSeparator(SeparateConfig(model="htdemucs_ft", weights=repo, batch_segments=5, seed=3))
+    sep = DemucsSeparator(SeparateConfig(model="htdemucs_ft", weights=repo, cpu_batch_segments=5, seed=3))
     assert len(sep.bag.models) == 2
     mixes = _mixes([1.5, 3.0], seed=5)
     for mix, stems in zip(mixes, sep.separate_many(mixes)):
@@ -298,7 +298,7 @@ def test_separate_songs_writes_stems_and_hits_the_cache(shared_audio, tmp_path, 
         _song(_excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 2.0), "jazz22k"),  # mono 22.05k
         _song(_excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 5, 2.0), "drums", instrumental=True),
     ]
-    cfg = SeparateConfig(weights=tiny_repo, batch_segments=4)
+    cfg = SeparateConfig(weights=tiny_repo, cpu_batch_segments=4)
     cache = StageCache(tmp_path / "cache")
     sep = CountingDemucs(cfg)
     result = separate_songs(songs, sep, cfg, cache)
