@@ -53,12 +53,15 @@ class SeparateConfig:
     model: str = "htdemucs"
     weights: Optional[Path] = None  # a weights file or a folder (demucs local repo)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    batch_segments: int = 8  # segments (from any songs) per forward pass
+    batch_segments: int = 8  # segments (from any songs) per forward pass on CUDA (halved on out-of-memory)
+    cpu_batch_segments: int = 1  # the same on CPU, where batching measured slower (bigger tensors, no gain)
     songs_per_group: int = 4  # songs decoded and separated together (memory bound)
     shifts: int = 1
     overlap: float = 0.25
     keep_stems: bool = False  # also write each stem of every chunk to the build
     instrumental_mode: str = "sum"  # "sum" of non-vocal stems, or "residual" = mix - vocals
+    seed: int = 0  # seeds demucs's random time shifts (per song, so outputs never depend on grouping)
+    bf16: bool = False  # bfloat16 autocast for the demucs forward pass (meant for CUDA; small output drift)
 
 
 @dataclass

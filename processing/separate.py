@@ -2,19 +2,34 @@
 
 "Instrumental" is defined by ``SeparateConfig.instrumental_mode``:
 - ``sum`` (default): the sum of every non-vocal stem the model outputs
-  (drums + bass + other, plus guitar + piano with htdemucs_6s);
+  (drums + bass + other, plus guitar + piano with htdemucs_6s; "other" alone
+  with the offline separator);
 - ``residual``: the input mix minus the vocal stem (keeps whatever the model
   failed to assign to any stem, at the price of vocal bleed).
+Whatever the model puts in its vocal stem (lead and backing vocals, choirs,
+usually spoken samples) is removed; everything else stays. Songs marked
+``instrumental`` in the sources skip the model entirely.
+
+Separators (``separate.model``):
+- any demucs model name (``htdemucs`` default, ``htdemucs_6s``,
+  ``htdemucs_ft``, ``mdx``, ...): :class:`processing.demucs_separator.DemucsSeparator`;
+  weights come from ``separate.weights`` (a file or a folder) or the usual
+  caches, never from the network, and are loaded when the separator is built;
+- ``offline``: :class:`processing.offline_separator.OfflineSeparator`, REPET-SIM
+  soft masking with librosa, no weights, LOWER QUALITY (demos, tests,
+  machines without weights);
+- ``none``: the inputs are already instrumental.
 
 A Separator takes several songs at once so that segments of many songs can be
 batched into one forward pass. This module holds the protocol, the cached
 driver, the trivial ``none`` separator and the factory; the model-backed
-separators live in their own modules.
+separators live in their own modules. Outputs are cached per song (content
+hash + separator parameters + instrumental mode) as 24-bit FLAC at the song's
+own rate and channel count.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import numpy as np
