@@ -37,7 +37,7 @@ def plan_chunks(duration_s: float, cfg: ChunkConfig) -> list[ChunkSpan]:
         return spans
     if cfg.tail_policy == "pad":
         spans.append(ChunkSpan(n_full, tail_start, duration_s, padded_s=size - tail))
-    elif tail >= cfg.min_tail_s - _EPS:
+    elif tail >= min(cfg.min_tail_s, size) - _EPS:
         spans.append(ChunkSpan(n_full, tail_start, duration_s))
     elif cfg.tail_policy == "merge" and spans and spans[-1].duration_s + tail <= cfg.max_merged_s + _EPS:
         spans[-1] = ChunkSpan(spans[-1].index, spans[-1].start_s, duration_s)

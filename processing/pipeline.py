@@ -24,10 +24,10 @@ from . import __version__
 from .cache import StageCache, stable_hash
 from .chunking import ChunkingResult, chunk_song
 from .config import PipelineConfig
-from .ingest import ingest
+from .ingest import Duplicate, iter_ingest
 from .report import BuildReport
 from .separate import make_separator, separate_songs
-from .types import Chunk, Failure, SeparatedSong, SourceSpec
+from .types import Chunk, Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
@@ -155,6 +155,47 @@ def build_version(cfg: PipelineConfig, included: list[dict[str, Any]]) -> str:
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y.%m.%d}-{digest[:8]}"
 
 
+def song_rows(separated: SeparatedSong, cfg: PipelineConfig, cache: StageCache, out_dir: Path,
+              report: BuildReport) -> list[dict[str, Any]]:
+    """Chunk, convert, analyse and describe one separated song; its table rows (failures go to the report)."""
+    song_id = separated.song.song_id
+    try:
+        with report.timed("chunk+convert"):
+            chunking = chunk_song(separated, cfg.chunk, cfg.convert, cfg.separate.keep_stems, cache, out_dir)
+    except Exception as exc:  # one song's failure must not stop the build
+        report.fail(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
+        return []
+    report.count("chunks_written", len(chunking.chunks))
+    report.count("chunks_silent", len(chunking.skipped_silent))
+    if not chunking.chunks:
+        report.fail(Failure(song_id, "chunk", f"no chunk: song is {separated.song.duration_s:.1f} s, shorter than "
+                            f"chunk.min_tail_s={cfg.chunk.min_tail_s:g} s, or silent", "too_short"))
+        return []
+    analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
+    song_row: dict[str, Any] = {}
+    song_flags: list[str] = []
+    if cfg.analyse.enabled:
+        try:
+            with report.timed("analyse+describe"):
+                analysis_rows, song_row, song_flags = analyse_and_describe(separated, chunking, cfg, cache)
+        except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
+            report.fail(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
+            song_flags = ["analysis_failed"]
+    rows = []
+    for chunk, extra in zip(chunking.chunks, analysis_rows):
+        row = base_row(separated, chunk, out_dir)
+        row.update(song_row)
+        row.update(extra)
+        flags = list(dict.fromkeys(list(song_flags) + list(row.get("flags") or [])))
+        row["flags"] = flags
+        row["excluded"] = bool(flags) and (cfg.analyse.exclude_flagged or "analysis_failed" in flags)
+        row["exclude_reason"] = ", ".join(flags) if row["excluded"] else ""
+        if row["excluded"]:
+            report.excluded.append({"chunk_id": chunk.chunk_id, "reason": row["exclude_reason"]})
+        rows.append(row)
+    return rows
+
+
 def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
     cfg.validate()
     out_dir = Path(cfg.out_dir).resolve()
@@ -166,65 +207,50 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
 
     # Load the separator first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
-
-    with report.timed("ingest"):
-        download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
-        ingested = ingest(sources, cfg.ingest, download_dir)
-    report.count("songs_ingested", len(ingested.songs))
-    report.count("duplicates", len(ingested.duplicates))
-    for dropped, kept in ingested.duplicates.items():
-        report.duplicates.append({"song_id": dropped, "duplicate_of": kept})
-    for failure in ingested.failures:
-        report.fail(failure)
-
-    with report.timed("separate"):
-        bar = _progress(cfg, None, f"separate ({separator.name})", total=len(ingested.songs))
-        separation = separate_songs(ingested.songs, separator, cfg.separate, cache,
-                                    songs_per_group=cfg.separate.songs_per_group, on_song_done=lambda s: bar.update())
-        bar.close()
-    report.count("songs_separated", len(separation.separated))
-    for failure in separation.failures:
-        report.fail(failure)
-
+    download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
     rows: list[dict[str, Any]] = []
     written: set[Path] = set()
-    for separated in _progress(cfg, separation.separated, "chunk+analyse"):
-        song_id = separated.song.song_id
-        try:
-            with report.timed("chunk+convert"):
-                chunking = chunk_song(separated, cfg.chunk, cfg.convert, cfg.separate.keep_stems, cache, out_dir)
-        except Exception as exc:  # one song's failure must not stop the build
-            report.fail(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
-            continue
-        report.count("chunks_written", len(chunking.chunks))
-        report.count("chunks_silent", len(chunking.skipped_silent))
-        if not chunking.chunks:
-            report.fail(Failure(song_id, "chunk", f"no chunk: song is {separated.song.duration_s:.1f} s, "
-                                f"shorter than chunk.min_tail_s={cfg.chunk.min_tail_s:g} s or silent", "too_short"))
-            continue
-        analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
-        song_row: dict[str, Any] = {}
-        song_flags: list[str] = []
-        if cfg.analyse.enabled:
-            try:
-                with report.timed("analyse+describe"):
-                    analysis_rows, song_row, song_flags = analyse_and_describe(separated, chunking, cfg, cache)
-            except Exception as exc:
-                report.fail(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
-                continue
-        for chunk, extra in zip(chunking.chunks, analysis_rows):
-            row = base_row(separated, chunk, out_dir)
-            row.update(song_row)
-            row.update(extra)
-            flags = list(dict.fromkeys(list(song_flags) + list(row.get("flags") or [])))
-            row["flags"] = flags
-            row["excluded"] = bool(flags) and cfg.analyse.exclude_flagged
-            row["exclude_reason"] = ", ".join(flags) if row["excluded"] else ""
-            rows.append(row)
-            written.add(chunk.audio_path)
-            written.update(chunk.stem_paths.values())
-            if row["excluded"]:
-                report.excluded.append({"chunk_id": chunk.chunk_id, "reason": row["exclude_reason"]})
+    bar = _progress(cfg, None, f"songs ({separator.name})", total=None)
+
+    def process_group(group: list[Song]) -> None:
+        with report.timed("separate"):
+            separation = separate_songs(group, separator, cfg.separate, cache,
+                                        songs_per_group=cfg.separate.songs_per_group)
+        report.count("songs_separated", len(separation.separated))
+        for failure in separation.failures:
+            report.fail(failure)
+        for separated in separation.separated:
+            new_rows = song_rows(separated, cfg, cache, out_dir, report)
+            rows.extend(new_rows)
+            for row in new_rows:
+                written.add(out_dir / row["audio_path"])
+                written.update(out_dir / p for p in json.loads(row["stem_paths"]).values())
+            bar.update()
+
+    # Ingest streams songs while later downloads go on; each group of songs is separated,
+    # chunked and analysed as soon as it is complete, so separation never waits for the whole list.
+    group: list[Song] = []
+    stream = iter_ingest(sources, cfg.ingest, download_dir)
+    while True:
+        with report.timed("ingest (waiting for downloads)"):
+            item = next(stream, None)
+        if item is None:
+            break
+        if isinstance(item, Song):
+            report.count("songs_ingested")
+            group.append(item)
+            if len(group) >= cfg.separate.songs_per_group:
+                process_group(group)
+                group = []
+        elif isinstance(item, Duplicate):
+            report.count("duplicates")
+            report.duplicates.append({"song_id": item.song_id, "duplicate_of": item.kept_song_id,
+                                      "item": item.item, "similarity": round(item.similarity, 4)})
+        else:
+            report.fail(item)
+    if group:
+        process_group(group)
+    bar.close()
 
     included = [r for r in rows if not r["excluded"]]
     report.count("chunks_included", len(included))
