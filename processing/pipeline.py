@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path

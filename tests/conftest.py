@@ -23,3 +23,22 @@ def shared_audio() -> Path:
     if not (SHARED_AUDIO / SONG_WITH_VOCALS).is_file():
         pytest.fail(f"real test clips not found in {SHARED_AUDIO} (expected ../shared/audio beside the repo)")
     return SHARED_AUDIO
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """The test machine's 2 cores are shared: torch's spinning worker threads only slow it down."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A demucs local repo holding a tiny randomly initialised HTDemucs saved as `htdemucs`."""
+    import tiny_demucs
+
+    return tiny_demucs.save_repo(tmp_path_factory.mktemp("tiny_repo"))

@@ -14,30 +14,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import torch
 
-import tiny_demucs
 from processing.config import load_config
 from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import BIRD, DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
 SCRIPT = REPO / "music_mixer_dataset.py"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
-    return tiny_demucs.save_repo(tmp_path_factory.mktemp("tiny_repo"))
 
 
 @pytest.fixture(scope="module")

@@ -29,21 +29,9 @@ from processing.separate import (  # noqa: E402
 from processing.synth import synth_song  # noqa: E402
 from processing.types import AudioData, Song, SongMetadata  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 SR = 44100
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine's 2 cores are shared: torch's spinning worker threads only slow it down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
-    return tiny_demucs.save_repo(tmp_path_factory.mktemp("tiny_repo"))
 
 
 @pytest.fixture()
