@@ -305,7 +305,9 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
                 pair = _match({"inst": instrumental.span(chunk.start_s, chunk.end_s, rate), "voc": spans[VOCAL_STEM]})
                 residual = residual_vocal_db(pair["inst"], pair["voc"], rate)
         flags = list(result.flags)
-        if residual is not None and residual > cfg.residual_vocal_db and cfg.flag_non_music:
+        # Only a song that had vocals can leave vocals behind: without this gate a soft-mask separator's
+        # leakage (drum transients in its "vocals") flags purely instrumental songs.
+        if residual is not None and report.source_vocals and residual > cfg.residual_vocal_db and cfg.flag_non_music:
             flags.append("residual_vocals")
         analysed.append(ChunkAnalysis(chunk.chunk_id, result.features, report, residual, flags, result.feature_moods))
 

@@ -28,7 +28,8 @@ def write_demo_sources(folder: Path) -> list[SourceSpec]:
     for i, (stem, bpm, key, scale, seconds, sung, genre, moods) in enumerate(DEMO_SONGS):
         path = folder / f"{stem}.flac"
         if not path.exists():
-            song = synth_song(bpm=bpm, key=key, scale=scale, duration_s=seconds, vocals=sung, seed=i)
+            song = synth_song(bpm=bpm, key=key, scale=scale, duration_s=seconds, vocals=sung, seed=i,
+                              through_composed=True)
             tmp = path.with_suffix(".partial.flac")
             sf.write(str(tmp), song.mix.samples.T, song.mix.sample_rate, subtype="PCM_16")
             tmp.replace(path)

@@ -53,8 +53,13 @@ def synth_song(
     chords: bool = True,
     stereo: bool = True,
     seed: int = 0,
+    through_composed: bool = False,
 ) -> SynthSong:
-    """A four-bar loop (i-VI-III-VII in minor, I-V-vi-IV in major) at an exact tempo."""
+    """A four-bar loop (i-VI-III-VII in minor, I-V-vi-IV in major) at an exact tempo.
+
+    ``through_composed``: the sung melody never repeats (notes drawn from the chord per beat),
+    as in a real song, where the accompaniment loops and the voice does not.
+    """
     rng = np.random.default_rng(seed)
     sr = sample_rate
     n = int(round(duration_s * sr))
@@ -99,7 +104,8 @@ def synth_song(
             for b in range(4):
                 bl = int(round(beat * sr))
                 tb = np.arange(bl) / sr
-                m = tonic + 12 + steps[(degree + [0, 2, 4, 2][b]) % 7]
+                offset = int(rng.integers(0, 7)) if through_composed else [0, 2, 4, 2][b]
+                m = tonic + 12 + steps[(degree + offset) % 7]
                 f = _midi_hz(m) * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * tb))  # vibrato
                 phase = 2 * np.pi * np.cumsum(f) / sr
                 voice = sum(np.sin(k * phase) / k for k in range(1, 8)) * _env(bl, sr, 0.03, 0.6) * 0.18
