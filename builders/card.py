@@ -24,6 +24,17 @@ class CardInput:
     splits_present: tuple[str, ...] = ("train", "validation")
 
 
+def _separation_caveat(models) -> str:
+    """A warning line for chunks separated by the weight-free (lower quality) or no separator."""
+    notes = []
+    if models.get("offline-repet"):
+        notes.append(f"{models['offline-repet']} chunks were separated by the weight-free offline separator "
+                     "(REPET-SIM soft masking), much lower quality than Demucs: expect vocal residue")
+    if models.get("none"):
+        notes.append(f"{models['none']} chunks were not separated: their sources were declared instrumental")
+    return "".join(f"\n- {n}." for n in notes)
+
+
 def _hours(rows: list[dict[str, Any]]) -> float:
     return sum(float(r["duration_s"] or 0) for r in rows) / 3600.0
 
@@ -188,7 +199,7 @@ Attribution (as the licences ask):
 
 ## Known limitations
 
-- Vocals are removed by source separation; quiet vocal residue and separation artefacts can remain.
+- Vocals are removed by source separation; quiet vocal residue and separation artefacts can remain.{_separation_caveat(models)}
 - Tempo, key, genre, mood and instruments come from automatic analysis and can be wrong;
   descriptions are generated from them and from the source metadata.
 - Chunks of one song are correlated; with few songs the validation split is small and noisy.

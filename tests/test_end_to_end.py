@@ -169,6 +169,8 @@ def test_demo_command_builds_a_loadable_dataset_offline(tmp_path):
     assert "failures: none" in proc.stdout
     rows = pq.read_table(tmp_path / "demo" / "chunks.parquet").to_pylist()
     assert len(rows) == 7 and all(r["separation_model"] == "offline-repet" for r in rows)
-    assert (tmp_path / "demo" / "dataset_card.md").is_file()
+    card = (tmp_path / "demo" / "dataset_card.md").read_text()
+    assert "7 chunks were separated by the weight-free offline separator" in card
+    assert "| train |" in card and "CC0-1.0" in card
     ds = datasets.load_dataset(str(tmp_path / "demo" / "hf"), cache_dir=str(tmp_path / "c"))
     assert sum(len(s) for s in ds.values()) == sum(not r["excluded"] for r in rows)
