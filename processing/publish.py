@@ -59,6 +59,9 @@ _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 
 
+
+RUN_RECORD_FILES = frozenset({"report.json"})  # describe a build run, not the dataset
+
 class PublishError(RuntimeError):
     """Publishing or pulling failed; the message names the bucket/key and the reason."""
 
@@ -422,8 +425,10 @@ def publish_build(
 
     remote, remote_body = _read_manifest(client, base.bucket, manifest_key)
     if remote is not None:
-        if not remote.same_content(manifest):
-            changed = remote.differences(manifest)
+        # report.json records the run (timings, cache use): a rebuild of the same content differs only there,
+        # and is the same version. The published copy is kept.
+        changed = [p for p in remote.differences(manifest) if p not in RUN_RECORD_FILES]
+        if changed:
             raise PublishError(
                 f"s3://{base.bucket}/{manifest_key}: version {version} already exists with different content "
                 f"({len(changed)} file(s) differ, e.g. {', '.join(changed[:5])}); versions are immutable: publish a new version"

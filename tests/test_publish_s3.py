@@ -117,8 +117,13 @@ def test_publish_again_uploads_nothing_and_changed_content_is_refused(cfg, build
     again = publish_build(build, cfg, "mm", "v1", progress=False)
     assert again.already_published and again.uploaded == [] and again.copied == [] and len(again.skipped) == 7
 
-    (build / "report.json").write_text(json.dumps({"chunks": 4}))
-    with pytest.raises(PublishError, match=r"mm/v1/manifest\.json: version v1 already exists with different content.*report\.json"):
+    # report.json records the run (timings, cache use): a rebuild of the same content is the same version
+    (build / "report.json").write_text(json.dumps({"chunks": 3, "failures": [], "timings_s": {"separate": 1.5}}))
+    rebuilt = publish_build(build, cfg, "mm", "v1", progress=False)
+    assert rebuilt.already_published and rebuilt.uploaded == []
+
+    (build / "config.json").write_text(json.dumps({"changed": True}))
+    with pytest.raises(PublishError, match=r"mm/v1/manifest\.json: version v1 already exists with different content.*config\.json"):
         publish_build(build, cfg, "mm", "v1", progress=False)
 
 
