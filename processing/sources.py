@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -70,7 +71,7 @@ def spec_from_mapping(item: dict[str, Any], base_dir: Path | None, where: str) -
     if not spec.is_url:
         local = Path(spec.location.removeprefix("file://")).expanduser()
         if base_dir is not None and not local.is_absolute():
-            local = base_dir / local
+            local = Path(os.path.normpath(base_dir / local))
         spec.location = str(local)
     return spec
 
