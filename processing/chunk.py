@@ -14,11 +14,13 @@ when their audio is known (see ``is_silent``).
 """
 from __future__ import annotations
 
+
 import math
 
 import numpy as np
 
 from .config import ChunkConfig
+from .features import rms_db as array_rms_db
 from .types import AudioData, ChunkSpan
 
 _EPS = 1e-6  # seconds; absorbs float error so 120.0 s is exactly 4 chunks of 30 s
@@ -57,11 +59,8 @@ def cut(audio: AudioData, span: ChunkSpan) -> AudioData:
 
 
 def rms_db(audio: AudioData) -> float:
-    """RMS level in dBFS over all channels (-inf for digital silence)."""
-    if audio.num_frames == 0:
-        return float("-inf")
-    rms = float(np.sqrt(np.mean(np.square(audio.samples, dtype=np.float64))))
-    return 20.0 * math.log10(rms) if rms > 0 else float("-inf")
+    """RMS level in dBFS over all channels (-200 for digital silence), as analysis measures it."""
+    return array_rms_db(audio.samples)
 
 
 def is_silent(audio: AudioData, cfg: ChunkConfig) -> bool:
