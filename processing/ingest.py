@@ -53,10 +53,6 @@ class IngestResult:
     duplicate_items: list[Duplicate] = field(default_factory=list)  # the same, with item and similarity
 
 
-class DownloadError(RuntimeError):
-    """Kept for callers of the first API; ingest now reports failures as Failure items."""
-
-
 def _safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "song"
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,10 +39,6 @@ class BuildResult:
     report_path: Path
     report: BuildReport
     rows: list[dict[str, Any]]
-
-
-def _progress(cfg: PipelineConfig, iterable, desc: str, total: Optional[int] = None):
-    return tqdm(iterable, desc=desc, total=total, disable=not cfg.progress, file=sys.stderr, unit="song", leave=False)
 
 
 def base_row(separated: SeparatedSong, chunk: Chunk, out_dir: Path) -> dict[str, Any]:
@@ -208,7 +204,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
     download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
     rows: list[dict[str, Any]] = []
     written: set[Path] = set()
-    bar = _progress(cfg, None, f"songs ({separator.name})", total=None)
+    bar = tqdm(desc=f"songs ({separator.name})", disable=not cfg.progress, file=sys.stderr, unit="song", leave=False)
 
     def process_group(group: list[Song]) -> None:
         with report.timed("separate"):

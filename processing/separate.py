@@ -30,7 +30,7 @@ own rate and channel count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class SeparationResult:
     failures: list[Failure] = field(default_factory=list)
 
 
-def _load_cached(song: Song, entry, name: str) -> SeparatedSong:
+def _load_cached(song: Song, entry) -> SeparatedSong:
     meta = entry.read_meta()
     stems = {n: entry.path / rel for n, rel in meta["stems"].items()}
     return SeparatedSong(song=song, instrumental_path=entry.path / "instrumental.flac", stem_paths=stems,
@@ -120,7 +120,6 @@ def separate_songs(
     cfg: SeparateConfig,
     cache: StageCache,
     songs_per_group: int = 4,
-    on_song_done: Optional[Callable[[Song], None]] = None,
 ) -> SeparationResult:
     """Separate every song, reusing cached outputs; songs without work are grouped for batching.
 
@@ -135,9 +134,7 @@ def separate_songs(
         entry = cache.entry("separate", STAGE_VERSION, song.content_hash, params)
         if entry.is_done():
             cache.record("separate", hit=True)
-            result.separated.append(_load_cached(song, entry, sep.name))
-            if on_song_done:
-                on_song_done(song)
+            result.separated.append(_load_cached(song, entry))
         else:
             pending.append((song, entry, sep))
 
@@ -176,9 +173,7 @@ def separate_songs(
                 entry.finish({"model": sep.name, "sample_rate": mix.sample_rate, "stems": stem_rel, "gain": gain,
                               "song_id": song.song_id, "content_hash": song.content_hash})
                 cache.record("separate", hit=False)
-                result.separated.append(_load_cached(song, entry, sep.name))
-                if on_song_done:
-                    on_song_done(song)
+                result.separated.append(_load_cached(song, entry))
     order = {s.song_id: i for i, s in enumerate(songs)}
     result.separated.sort(key=lambda s: order[s.song.song_id])
     return result
