@@ -2,7 +2,7 @@
 
 Where the data comes from (first that applies):
   1. ``data_dir=`` : a local build folder, or ``s3://bucket/prefix/<version>`` (pulled with
-     ``processing.publish.pull_version``; the endpoint from ``endpoint_url=`` or $MUSIC_MIXER_S3_ENDPOINT)
+     ``processing.publish.publish.pull_version``; the endpoint from ``endpoint_url=`` or $MUSIC_MIXER_S3_ENDPOINT)
   2. $MUSIC_MIXER_DATA
   3. ``./build``
 
@@ -68,11 +68,11 @@ def resolve_data_dir(data_dir: Optional[str], endpoint_url: Optional[str] = None
     location = str(data_dir or os.environ.get(ENV_DATA) or DEFAULT_DATA_DIR)
     if location.startswith("s3://"):
         try:
-            from processing.publish import pull_version
+            from processing.publish.publish import pull_version
         except ImportError as exc:
             raise MusicMixerDataError(
                 f"data_dir={location!r}: loading from S3 needs the music-mixer package "
-                f"(processing.publish.pull_version) importable: `pip install -e <music-mixer repo>` ({exc})"
+                f"(processing.publish.publish.pull_version) importable: `pip install -e <music-mixer repo>` ({exc})"
             ) from exc
         dest = os.environ.get("MUSIC_MIXER_PULL_DIR")
         local = Path(pull_version(location, Path(dest) if dest else None, endpoint_url or os.environ.get(ENV_ENDPOINT)))

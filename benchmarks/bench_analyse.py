@@ -19,11 +19,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from processing import audio_io  # noqa: E402
-from processing.analyse import analyse_song  # noqa: E402
+from processing.analyse.analyse import analyse_song  # noqa: E402
 from processing.config import AnalyseConfig  # noqa: E402
-from processing.features import ESSENTIA_RATE, KEY_PROFILES, key, measure, to_mono  # noqa: E402
-from processing.synth import NOTE_NAMES, synth_song  # noqa: E402
-from processing.testsignals import chord_progression, click_track  # noqa: E402
+from processing.analyse.features import ESSENTIA_RATE, KEY_PROFILES, key, measure, to_mono  # noqa: E402
+from processing.demo.synth import NOTE_NAMES, synth_song  # noqa: E402
+from processing.demo.testsignals import chord_progression, click_track  # noqa: E402
 from processing.types import AudioData, Chunk, SeparatedSong, Song, SongMetadata  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "audio"

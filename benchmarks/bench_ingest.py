@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 
 from http_fixtures import FixtureServer  # noqa: E402
 from processing.config import IngestConfig  # noqa: E402
-from processing.fingerprint import DuplicateIndex, Fingerprint, fingerprint_file  # noqa: E402
-from processing.ingest import ingest  # noqa: E402
+from processing.ingest.fingerprint import DuplicateIndex, Fingerprint, fingerprint_file  # noqa: E402
+from processing.ingest.stream import ingest  # noqa: E402
 from processing.types import SourceSpec  # noqa: E402
 
 AUDIO = Path(os.environ.get("MUSIC_MIXER_SHARED_AUDIO", REPO.parent / "shared" / "audio"))

@@ -27,8 +27,8 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 
 from processing.config import PublishConfig  # noqa: E402
-from processing.manifest import scan_build  # noqa: E402
-from processing.publish import publish_build, pull_version  # noqa: E402
+from processing.publish.manifest import scan_build  # noqa: E402
+from processing.publish.publish import publish_build, pull_version  # noqa: E402
 
 
 def main() -> None:

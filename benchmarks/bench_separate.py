@@ -7,7 +7,7 @@
 Demucs runs with RANDOM weights of the released htdemucs shape (41,984,456
 parameters; no weights can be downloaded here): speed and memory are those of
 the real model, the separated audio is meaningless. The songs are synthetic
-(processing.synth), stereo 44.1 kHz. Prints seconds, x-real-time (seconds of
+(processing.demo.synth), stereo 44.1 kHz. Prints seconds, x-real-time (seconds of
 audio per second of compute), peak memory, and the largest difference between
 the batched path and ``demucs.apply.apply_model`` run song by song.
 """
@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from processing.config import SeparateConfig  # noqa: E402
-from processing.demucs_separator import DemucsSeparator  # noqa: E402
-from processing.offline_separator import OfflineSeparator  # noqa: E402
-from processing.synth import synth_song  # noqa: E402
+from processing.separate.demucs_separator import DemucsSeparator  # noqa: E402
+from processing.separate.offline_separator import OfflineSeparator  # noqa: E402
+from processing.demo.synth import synth_song  # noqa: E402
 from processing.types import AudioData  # noqa: E402
 
 RELEASED_HTDEMUCS = dict(channels=48, depth=4, nfft=4096, bottom_channels=512, dconv_mode=3, t_layers=5,

@@ -139,7 +139,7 @@ class PublishConfig:
 class PipelineConfig:
     out_dir: Path = Path("build")
     cache_dir: Optional[Path] = None  # default: <out_dir>/.cache
-    sources: list[Any] = field(default_factory=list)  # SourceSpec, parsed by processing.sources
+    sources: list[Any] = field(default_factory=list)  # SourceSpec, parsed by processing.ingest.sources
     workers: int = 2
     progress: bool = True
     ingest: IngestConfig = field(default_factory=IngestConfig)

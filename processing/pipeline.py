@@ -20,11 +20,12 @@ from tqdm import tqdm
 
 from . import __version__
 from .cache import StageCache, stable_hash
-from .chunking import ChunkingResult, chunk_song
+from .chunk.stage import ChunkingResult, chunk_song
 from .config import PipelineConfig
-from .ingest import Duplicate, iter_ingest
+from .ingest.stream import Duplicate, iter_ingest
 from .report import BuildReport
-from .separate import make_separator, separate_songs
+from .separate.base import make_separator
+from .separate.stage import separate_songs
 from .types import Chunk, Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
@@ -80,8 +81,8 @@ def base_row(separated: SeparatedSong, chunk: Chunk, out_dir: Path) -> dict[str,
 def analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig,
                          cache: StageCache) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Per-chunk analysis+description rows, the song row and song flags (cached per song)."""
-    from .analyse import analyse_song
-    from .describe import describe_chunks
+    from .analyse.analyse import analyse_song
+    from .describe.describe import describe_chunks
 
     params = {"analyse": cfg.analyse.__dict__, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
               "metadata": separated.song.metadata.to_dict(), "model": separated.model}
@@ -109,7 +110,7 @@ def analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg
 def write_table(rows: list[dict[str, Any]], path: Path) -> Path:
     """One Parquet table, a row per chunk; all-null/empty-list columns typed as strings."""
     table = pa.Table.from_pylist(rows) if rows else pa.table({"chunk_id": pa.array([], pa.string())})
-    from .analyse import COLUMN_TYPES  # Arrow types for analysis columns that may be null in every row
+    from .analyse.analyse import COLUMN_TYPES  # Arrow types for analysis columns that may be null in every row
 
     fields = []
     for f in table.schema:
@@ -253,7 +254,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
     report.hours["included"] = round(sum(r["duration_s"] for r in included) / 3600.0, 4)
     report.count("stale_files_removed", _remove_stale(out_dir, written))
     if cfg.analyse.enabled and included:
-        from .analyse import summarise
+        from .analyse.analyse import summarise
 
         report.distributions = summarise(included)
 

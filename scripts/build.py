@@ -22,7 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from processing.config import ConfigError, apply_override, config_from_dict  # noqa: E402
-from processing.sources import SourcesError, read_sources  # noqa: E402
+from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,7 +96,7 @@ def publish_after_build(cfg, result) -> bool:
     version = result.report.settings["version"]
     failed = False
     if cfg.publish.s3_uri:
-        from processing.publish import PublishError, publish_build
+        from processing.publish.publish import PublishError, publish_build
 
         try:
             pub = publish_build(result.out_dir, cfg.publish, cfg.build.name, version, progress=cfg.progress)
@@ -105,7 +105,7 @@ def publish_after_build(cfg, result) -> bool:
             print(f"error: publishing to {cfg.publish.s3_uri} failed: {exc}", file=sys.stderr)
             failed = True
     if cfg.publish.hub_repo:
-        from processing.publish_hub import push_to_hub
+        from processing.publish.publish_hub import push_to_hub
 
         try:
             plan = push_to_hub(result.out_dir / "hf", cfg.publish.hub_repo, version,
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         embedded: dict = {}
         if args.demo:
-            from processing.demo import write_demo_sources
+            from processing.demo.demo import write_demo_sources
 
             sources = None
         elif args.sources:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from processing.pipeline import run_build
-    from processing.separate import SeparatorError
+    from processing.separate.base import SeparatorError
 
     try:
         result = run_build(cfg, sources)

@@ -100,8 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {args.build_dir}: build folder does not exist", file=sys.stderr)
         return 2
 
-    from processing.publish import PublishError, publish_build
-    from processing.publish_hub import push_to_hub
+    from processing.publish.publish import PublishError, publish_build
+    from processing.publish.publish_hub import push_to_hub
 
     failed = False
     pub = cfg.publish

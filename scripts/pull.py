@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from processing.publish import PublishError, list_versions, pull_version  # noqa: E402
+from processing.publish.publish import PublishError, list_versions, pull_version  # noqa: E402
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

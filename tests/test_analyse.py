@@ -12,12 +12,12 @@ import pytest
 
 from conftest import BIRD, DRUM_BASS, PIANO, SPEECH, VIBE_ACE
 from processing import audio_io
-from processing.analyse import STEM_NAMES, SongAnalysis, analyse_audio, check_config, analyse_file, analyse_song, summarise
+from processing.analyse.analyse import STEM_NAMES, SongAnalysis, analyse_audio, check_config, analyse_file, analyse_song, summarise
 from processing.config import AnalyseConfig, config_from_dict
-from processing.features import measure, to_mono
-from processing.synth import synth_song
-from processing.tagger import TaggerUnavailable, labels_to_vocabulary, make_tagger
-from processing.testsignals import chord_progression, click_track
+from processing.analyse.features import measure, to_mono
+from processing.demo.synth import synth_song
+from processing.analyse.tagger import TaggerUnavailable, labels_to_vocabulary, make_tagger
+from processing.demo.testsignals import chord_progression, click_track
 from processing.types import AudioData, Chunk, SeparatedSong, Song, SongMetadata
 
 CFG = AnalyseConfig()
@@ -131,7 +131,7 @@ def test_vocal_bleed_and_missing_drums_are_measured(tmp_path):
 def test_soft_mask_leakage_in_a_song_without_vocals_is_not_residual_vocals(tmp_path):
     """The offline separator's "vocals" of a purely instrumental song hold drum transients, which
     correlate with its instrumental; with no vocals in the source nothing can be left behind."""
-    from processing.offline_separator import OfflineSeparator
+    from processing.separate.offline_separator import OfflineSeparator
 
     # 40 s: REPET needs several repetitions of the loop to tell what repeats (10 s leaks -13 dB, 40 s -40 dB)
     s = synth_song(bpm=140, key="E", scale="minor", duration_s=40, vocals=False, seed=3)
@@ -292,7 +292,7 @@ def test_missing_chunk_file_names_the_chunk(tmp_path):
 
 
 def test_derived_mood_rules():
-    from processing.moods import derive_moods
+    from processing.analyse.moods import derive_moods
     from test_describe import feats
 
     assert derive_moods(feats(bpm=140, scale="minor", lufs=-26, bright=800)) == ["tense", "energetic", "warm"]

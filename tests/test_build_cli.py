@@ -13,7 +13,7 @@ from conftest import DRUM_BASS, REPO, VIBE_ACE
 from s3_server import aws_env, s3  # noqa: F401  (fixtures)
 
 from processing import audio_io
-from processing.publish import pull_version
+from processing.publish.publish import pull_version
 
 
 def _build(*args):

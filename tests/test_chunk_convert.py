@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 
 from processing import audio_io
-from processing.chunk import cut, is_silent, plan_chunks, rms_db
+from processing.chunk.spans import cut, is_silent, plan_chunks, rms_db
 from processing.config import ChunkConfig, ConvertConfig
-from processing.convert import peak_safe, to_training_format, write_chunk
+from processing.chunk.convert import peak_safe, to_training_format, write_chunk
 from processing.types import AudioData
 
 from conftest import SONG_WITH_VOCALS

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from processing.config import ConfigError, PipelineConfig, load_config
-from processing.sources import SourcesError, read_sources
+from processing.ingest.sources import SourcesError, read_sources
 
 
 def test_yaml_and_overrides_build_a_typed_config(tmp_path):

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 from processing import vocabulary
-from processing.analyse import COLUMN_TYPES, ChunkAnalysis, SongAnalysis, analyse_song, summarise
+from processing.analyse.analyse import COLUMN_TYPES, ChunkAnalysis, SongAnalysis, analyse_song, summarise
 from processing.config import AnalyseConfig, DescribeConfig
-from processing.describe import describe_chunks, song_credits
-from processing.features import Features
-from processing.instruments import InstrumentReport
-from processing.synth import synth_song
+from processing.describe.describe import describe_chunks, song_credits
+from processing.analyse.features import Features
+from processing.analyse.instruments import InstrumentReport
+from processing.demo.synth import synth_song
 from processing.types import Chunk, Song, SongMetadata
 from test_analyse import make_song
 

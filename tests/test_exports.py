@@ -195,7 +195,7 @@ def test_transformers_encodec_feature_extractor_accepts_a_sample(built, tmp_path
 
 
 def test_hf_folder_passes_the_hub_push_checks(built):
-    publish_hub = pytest.importorskip("processing.publish_hub")
+    publish_hub = pytest.importorskip("processing.publish.publish_hub")
     _, art = built
     meta = publish_hub.validate_hf_folder(art.hf_dir)
     assert [c["split"] for c in meta["configs"][0]["data_files"]] == ["train", "validation"]

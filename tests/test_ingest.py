@@ -12,7 +12,7 @@ import pytest
 from conftest import BIRD, DRUM_BASS, PIANO, REPO, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
 from http_fixtures import FixtureServer, rss_feed, wait_for
 from processing.config import IngestConfig
-from processing.ingest import ingest, ingest_one
+from processing.ingest.stream import ingest, ingest_one
 from processing.types import SourceSpec
 
 
@@ -157,7 +157,7 @@ import sys, json
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from processing.config import IngestConfig
-from processing.ingest import ingest
+from processing.ingest.stream import ingest
 from processing.types import SourceSpec
 urls = json.loads(sys.argv[1])
 ingest([SourceSpec(u) for u in urls], IngestConfig(concurrency=3, socket_timeout_s=60, retries=0), Path(sys.argv[2]))
@@ -219,7 +219,7 @@ def test_bad_ingest_settings_are_refused_before_any_download(tmp_path):
 
 
 def test_iter_ingest_yields_a_song_while_a_later_download_is_still_running(server, shared_audio, tmp_path):
-    from processing.ingest import iter_ingest
+    from processing.ingest.stream import iter_ingest
     from processing.types import Song
 
     fast = server.add_audio("/s/fast.ogg", shared_audio / DRUM_BASS)

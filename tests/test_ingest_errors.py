@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError
 
-from processing.failures import classify_download_error
+from processing.ingest.failures import classify_download_error
 
 
 def _as_download_error(exc: Exception) -> DownloadError:

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 
 from conftest import BIRD, DRUM_BASS, PIANO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
-from processing.audio_check import check_audio
+from processing.ingest.audio_check import check_audio
 from processing.config import IngestConfig
-from processing.failures import IngestFailure
-from processing.fingerprint import DuplicateIndex, fingerprint_file, similarity
-from processing.ingest import Duplicate, ingest, iter_ingest
+from processing.ingest.failures import IngestFailure
+from processing.ingest.fingerprint import DuplicateIndex, fingerprint_file, similarity
+from processing.ingest.stream import Duplicate, ingest, iter_ingest
 from processing.types import Failure, Song, SourceSpec
 
 ALL_CLIPS = [SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ, DRUM_BASS, PIANO, SPEECH, BIRD]

@@ -95,8 +95,8 @@ def test_loading_script_errors_name_the_problem(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     with pytest.raises(mod.MusicMixerDataError, match="not a built Music Mixer dataset"):
         mod.resolve_data_dir(str(tmp_path / "nothing"))
-    if importlib.util.find_spec("processing.publish") is None:
-        with pytest.raises(mod.MusicMixerDataError, match="processing.publish.pull_version"):
+    if importlib.util.find_spec("processing.publish.publish") is None:
+        with pytest.raises(mod.MusicMixerDataError, match="processing.publish.publish.pull_version"):
             mod.resolve_data_dir("s3://bucket/music/v1")
 
 
@@ -185,7 +185,7 @@ def test_stereo_build_is_not_downmixed(shared_audio, tmp_path):
 
 @pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
 def test_loading_script_from_a_published_s3_version(built, s3, aws_env, tmp_path, monkeypatch):  # noqa: F811 (fixtures)
-    publish = pytest.importorskip("processing.publish")
+    publish = pytest.importorskip("processing.publish.publish")
     from processing.config import PublishConfig
 
     build, art, chunk_rows = built

@@ -9,8 +9,8 @@ import pytest
 from conftest import DRUM_BASS, PIANO
 
 from processing import audio_io
-from processing.publish import PublishError
-from processing.publish_hub import MB, plan_hub_push, push_to_hub, validate_hf_folder
+from processing.publish.publish import PublishError
+from processing.publish.publish_hub import MB, plan_hub_push, push_to_hub, validate_hf_folder
 
 CARD = """---
 license: cc-by-4.0

@@ -15,8 +15,8 @@ from s3_server import aws_env, s3  # noqa: F401  (fixtures)
 
 from processing import __version__, audio_io
 from processing.config import PipelineConfig, PublishConfig
-from processing.manifest import MANIFEST_NAME, Manifest, ManifestError, check_relative_path, scan_build
-from processing.publish import IntegrityError, PublishError, list_versions, parse_s3_uri, publish_build, pull_version
+from processing.publish.manifest import MANIFEST_NAME, Manifest, ManifestError, check_relative_path, scan_build
+from processing.publish.publish import IntegrityError, PublishError, list_versions, parse_s3_uri, publish_build, pull_version
 
 BIG = "audio/train/long_stereo.wav"  # > multipart threshold: sent in 2 parts
 

@@ -18,15 +18,11 @@ from conftest import DRUM_BASS, SONG_WITH_VOCALS, VIBE_ACE_LOWQ  # noqa: E402
 from processing import audio_io  # noqa: E402
 from processing.cache import StageCache  # noqa: E402
 from processing.config import SeparateConfig  # noqa: E402
-from processing.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
-from processing.offline_separator import OfflineSeparator  # noqa: E402
-from processing.separate import (  # noqa: E402
-    PassThroughSeparator,
-    SeparatorError,
-    make_separator,
-    separate_songs,
-)
-from processing.synth import synth_song  # noqa: E402
+from processing.separate.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
+from processing.separate.offline_separator import OfflineSeparator  # noqa: E402
+from processing.separate.base import PassThroughSeparator, SeparatorError, make_separator  # noqa: E402
+from processing.separate.stage import separate_songs  # noqa: E402
+from processing.demo.synth import synth_song  # noqa: E402
 from processing.types import AudioData, Song, SongMetadata  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

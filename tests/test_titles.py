@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from processing import vocabulary
-from processing.titles import clean_channel, clean_credits, split_artists
+from processing.describe.titles import clean_channel, clean_credits, split_artists
 
 # (title, artist, uploader, channel) -> (title, artists, featured)
 TABLE = [

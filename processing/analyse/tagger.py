@@ -6,7 +6,7 @@ vocabulary (``processing.vocabulary``) and keeps those above a threshold.
 
 Choose one with ``analyse.tagger`` (and ``analyse.tagger_weights``):
 - unset: no model; genre/mood come from the source metadata, and moods are
-  derived from features (``processing.moods``) and marked derived;
+  derived from features (``processing.analyse.moods``) and marked derived;
 - ``essentia-tf``: Essentia's TensorFlow models (Discogs-EffNet embeddings +
   the genre_discogs400 and mtg_jamendo_moodtheme heads). Needs the
   ``essentia-tensorflow`` package (not the plain ``essentia`` wheel) and a
@@ -28,9 +28,9 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from . import vocabulary
+from .. import vocabulary
 from .features import to_mono
-from .types import AudioData
+from ..types import AudioData
 
 ESSENTIA_TF_FILES = {
     "embedding": "discogs-effnet-bs64-1.pb",

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from .types import SourceSpec
+from ..types import SourceSpec
 
 
 class SourcesError(ValueError):

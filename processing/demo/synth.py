@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .types import AudioData
+from ..types import AudioData
 
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 _MAJOR = [0, 2, 4, 5, 7, 9, 11]

@@ -207,7 +207,7 @@ def _git_blob_sha1(path: Path) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    from .audio_io import file_sha256
+    from ..audio_io import file_sha256
 
     return file_sha256(path)
 

@@ -37,7 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from s3transfer.subscribers import BaseSubscriber
 
-from .config import PublishConfig
+from ..config import PublishConfig
 from .manifest import (
     MANIFEST_NAME,
     FileProblem,

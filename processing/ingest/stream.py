@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from . import audio_io
+from .. import audio_io
 from .audio_check import check_audio
-from .config import IngestConfig
+from ..config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
 from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, fpcalc_exe
 from .sources import LIST_SUFFIXES, child_spec, expand_local_source
-from .types import Failure, SongMetadata, Song, SourceSpec
+from ..types import Failure, SongMetadata, Song, SourceSpec
 
 log = logging.getLogger(__name__)
 

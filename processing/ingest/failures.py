@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .types import Failure
+from ..types import Failure
 
 # Kinds whose outcome depends on the configuration (limits), not on the remote item:
 # a rerun always re-checks them, so changing a limit takes effect.

@@ -1,6 +1,6 @@
 """The embedded demo: synthetic songs written to a folder, ready to build offline.
 
-No network and no model download: the songs are synthesised (processing.synth)
+No network and no model download: the songs are synthesised (processing.demo.synth)
 and the demo config separates them with the weight-free offline separator.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import soundfile as sf
 
 from .synth import synth_song
-from .types import SourceSpec
+from ..types import SourceSpec
 
 # (file stem, bpm, key, scale, seconds, sung, genre, moods)
 DEMO_SONGS = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from . import audio_io
+from .. import audio_io
 from .failures import IngestFailure
 
 

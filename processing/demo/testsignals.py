@@ -1,7 +1,7 @@
 """Test signals with exact ground truth for the analyse stage: click tracks and
 cadential chord progressions in a known key.
 
-Hand-written (no library makes these): ``processing.synth.synth_song``'s minor loop
+Hand-written (no library makes these): ``processing.demo.synth.synth_song``'s minor loop
 (i-VI-III-VII) shares every chord with its relative major, so any key detector may
 fairly call it the relative major; the progressions here use the harmonic-minor
 dominant (V with the leading tone) so that major and minor are unambiguous.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .synth import NOTE_NAMES
-from .types import AudioData
+from ..types import AudioData
 
 FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 _MAJOR = [0, 2, 4, 5, 7, 9, 11]

@@ -12,12 +12,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audio_io
-from .cache import StageCache
-from .chunk import cut, is_silent, plan_chunks, rms_db
-from .config import ChunkConfig, ConvertConfig
+from .. import audio_io
+from ..cache import StageCache
+from .spans import cut, is_silent, plan_chunks, rms_db
+from ..config import ChunkConfig, ConvertConfig
 from .convert import peak_safe, to_training_format, write_chunk
-from .types import Chunk, SeparatedSong
+from ..types import Chunk, SeparatedSong
 
 STAGE_VERSION = "1"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from . import audio_io
-from .config import ConvertConfig
-from .types import AudioData
+from .. import audio_io
+from ..config import ConvertConfig
+from ..types import AudioData
 
 
 def to_training_format(audio: AudioData, cfg: ConvertConfig) -> AudioData:

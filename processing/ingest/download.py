@@ -8,7 +8,7 @@ Layout of the download dir::
     archive.txt                    yt-dlp's download archive ("<extractor> <id>" per line)
     downloads.jsonl                our index: URL -> file + info json (rerun needs no network)
     playlists.jsonl                playlist/channel expansions (rerun needs no network)
-    failures.jsonl                 failures (see processing.failures)
+    failures.jsonl                 failures (see processing.ingest.failures)
 
 Transient errors (HTTP 429/5xx, timeouts, resets, cut-off transfers) are
 retried ``retries`` times with exponential backoff; limits (duration,
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import audio_io
-from .config import ConfigError, IngestConfig
+from .. import audio_io
+from ..config import ConfigError, IngestConfig
 from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,9 @@ import torch
 import yaml
 from demucs.apply import BagOfModels, TensorChunk, tensor_chunk
 
-from .config import SeparateConfig
-from .types import AudioData
+from ..config import SeparateConfig
+from ..types import AudioData
+from .base import SeparatorError
 
 # Released demucs models: which Hugging Face repo holds each, and which files.
 HF_NAMESPACE = "adefossez"
@@ -41,13 +42,6 @@ HF_NAMESPACE = "adefossez"
 
 class _LoadError(RuntimeError):
     pass
-
-
-def _separator_error() -> type:
-    # separate.py imports this module inside make_separator; importing back lazily keeps any import order safe.
-    from .separate import SeparatorError
-
-    return SeparatorError
 
 
 # --------------------------------------------------------------------------- weights
@@ -217,7 +211,6 @@ def load_model(name: str, weights: Optional[Path] = None):
     """
     from demucs.repo import ModelLoadingError
 
-    SeparatorError = _separator_error()
     try:
         if weights is not None:
             weights = Path(weights).expanduser()
@@ -240,7 +233,6 @@ def load_model(name: str, weights: Optional[Path] = None):
 
 
 def resolve_device(spec: str) -> torch.device:
-    SeparatorError = _separator_error()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -454,7 +446,6 @@ class DemucsSeparator:
     """
 
     def __init__(self, cfg: SeparateConfig):
-        SeparatorError = _separator_error()
         if cfg.shifts < 0:
             raise SeparatorError(f"separate.shifts must be >= 0, got {cfg.shifts}")
         if not 0 <= cfg.overlap < 1:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
 
-from .audio_io import file_sha256
+from ..audio_io import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "music-mixer-manifest"
@@ -219,7 +219,7 @@ def build_manifest(
     build_dir: Path, name: str, version: str, progress: Optional[Callable[[int], None]] = None
 ) -> Manifest:
     """Scan a build folder into a Manifest (files, settings from DIR/config.json, code version)."""
-    from . import __version__
+    from .. import __version__
 
     files = scan_build(build_dir, progress)
     if not files:

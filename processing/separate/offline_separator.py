@@ -27,8 +27,8 @@ import librosa
 import numpy as np
 import scipy.sparse
 
-from .config import SeparateConfig
-from .types import AudioData
+from ..config import SeparateConfig
+from ..types import AudioData
 
 
 def _n_fft(sample_rate: int, window_s: float) -> int:

@@ -9,7 +9,7 @@ parameters and turns their outputs into one flat dataclass.
 
 Key profile: ``shaath`` by default. Measured on 48 synthetic signals (the 24
 keys x {cadential i-iv-V-i / I-IV-V-I progression from
-``processing.testsignals``, ``processing.synth.synth_song`` loop}) it was right
+``processing.demo.testsignals``, ``processing.demo.synth.synth_song`` loop}) it was right
 on 47/48, against krumhansl 46, edma 41, bgate 36, temperley 36, edmm 24; on
 the real clips (Vibe Ace, Lets Go Fishin', the ragtime, the drum-bass excerpt)
 shaath, edma and krumhansl agree with one another.
@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .types import AudioData
+from ..audio_io import rms_db
+from ..types import AudioData
 
 ESSENTIA_RATE = 44100  # RhythmExtractor2013 and KeyExtractor assume 44.1 kHz
 FEATURE_RATE = 22050  # librosa cues (HPSS, centroid, onsets) need no more
@@ -79,10 +80,6 @@ def to_mono(audio: AudioData, rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def rms_db(x: np.ndarray) -> float:
-    """RMS level in dBFS of any array (-inf-safe: silent -> -200)."""
-    energy = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-    return 10.0 * math.log10(energy) if energy > 1e-20 else -200.0
 
 
 def tempo(x44: np.ndarray) -> tuple[float, float]:

@@ -2,15 +2,15 @@
 
 Per chunk, on the chunk's own audio (the converted file): tempo and beat
 confidence, key/scale/strength, EBU R128 loudness, danceability, share of
-silence, brightness and a few cues (``processing.features``); instruments from
+silence, brightness and a few cues (``processing.analyse.features``); instruments from
 the Demucs stems sliced at the chunk's span, or from cues when there are no
-stems (``processing.instruments``); residual vocal energy in the instrumental;
-"is this music?" flags (``processing.musicness``); derived mood words
-(``processing.moods``).
+stems (``processing.analyse.instruments``); residual vocal energy in the instrumental;
+"is this music?" flags (``processing.analyse.musicness``); derived mood words
+(``processing.analyse.moods``).
 
 Per song: genre and moods from what the source says (user metadata, yt-dlp
 tags/categories/keywords, the title) normalised to ``processing.vocabulary``,
-then a pretrained tagger when configured (``processing.tagger``), then (moods
+then a pretrained tagger when configured (``processing.analyse.tagger``), then (moods
 only) rules on features, marked derived. Tempo is the median of the chunks'
 confident tempos, key the strength-weighted vote of the chunks' keys, loudness
 and peak are measured on the whole instrumental. A song with no chunks (too
@@ -28,14 +28,15 @@ from typing import Any, Optional
 import numpy as np
 import soundfile as sf
 
-from . import audio_io, vocabulary
-from .config import AnalyseConfig
+from .. import audio_io
+from .. import vocabulary
+from ..config import AnalyseConfig
 from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure
 from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_stems, residual_vocal_db
 from .moods import derive_moods
 from .musicness import music_flags
 from .tagger import Tagger, labels_to_vocabulary, make_tagger
-from .types import AudioData, Chunk, SeparatedSong, SongMetadata
+from ..types import AudioData, Chunk, SeparatedSong, SongMetadata
 
 STAGE_VERSION = "1"
 STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")  # every chunk row has stem_<name>_db (None when absent)
@@ -65,7 +66,7 @@ class ChunkAnalysis:
     instruments: InstrumentReport
     residual_vocal_db: Optional[float]  # None without a vocal stem
     flags: list[str]
-    feature_moods: list[str]  # derived from features (rules in processing.moods)
+    feature_moods: list[str]  # derived from features (rules in processing.analyse.moods)
 
     def row(self) -> dict[str, Any]:
         f = self.features

@@ -19,11 +19,11 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from . import vocabulary
-from .analyse import ChunkAnalysis, SongAnalysis
-from .config import DescribeConfig
+from .. import vocabulary
+from ..analyse.analyse import ChunkAnalysis, SongAnalysis
+from ..config import DescribeConfig
 from .titles import Credits, clean_credits, is_noise
-from .types import Chunk, Song
+from ..types import Chunk, Song
 
 MIN_BPM_CONFIDENCE = 1.0
 DISPLAY = {"rnb": "R&B", "hip hop": "hip-hop", "drum and bass": "drum and bass"}
