@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class CacheEntry:
         """A fresh private folder to write this entry in; ``finish`` moves it into place in one rename,
         so a reader never sees half an entry and two writers of one key never mix their files."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._work = self.path.parent / f".{self.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+        owner = f"{socket.gethostname()}.{os.getpid()}"  # lets a later run see that the writer is gone
+        self._work = self.path.parent / f".{self.key}.{owner}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
         self._work.mkdir()
         return self._work
 
@@ -101,15 +103,29 @@ class StageCache:
         return entry, meta, False
 
     def sweep_partials(self, older_than_s: float = 3600.0) -> int:
-        """Remove unfinished entry folders left by killed runs (only old ones: a live writer may own a new one)."""
+        """Remove unfinished entry folders left by killed runs: those whose writer (on this host) is gone,
+        and any older than ``older_than_s`` (a writer on another host sharing the cache may own a newer one)."""
         removed = 0
         now = time.time()
+        host = socket.gethostname()
         root = Path(self.root)
         for folder in root.glob(f"*/*/.*{PARTIAL_SUFFIX}") if root.exists() else []:
+            parts = folder.name[: -len(PARTIAL_SUFFIX)].split(".")  # "", key, host..., pid, random
             try:
-                if now - folder.stat().st_mtime > older_than_s:
+                dead = parts[2:-2] == host.split(".") and not _alive(int(parts[-2]))
+                if dead or now - folder.stat().st_mtime > older_than_s:
                     shutil.rmtree(folder, ignore_errors=True)
                     removed += 1
-            except FileNotFoundError:
+            except (FileNotFoundError, ValueError, IndexError):
                 continue
         return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -46,3 +46,82 @@ def test_a_worker_that_dies_fails_its_song_by_name_and_the_build_goes_on(tmp_pat
     assert drum_song and "Drum" not in {r["source_title"] for r in result.rows}
     assert {r["source_title"] for r in result.rows} == {"Vibe Ace", "442789  lena-orsa  happy-music-pistachio-ice-cream-ragtime"}
     assert (result.out_dir / "failures.jsonl").read_text().count("worker_died") == 1
+
+
+def _pids_of_tree(root: int) -> set[int]:
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        out.add(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path, shared_audio):
+    """The whole build (driver, fork server, workers) killed while songs are half done; no worker
+    outlives it, and the rerun's dataset equals an uninterrupted build's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    from conftest import REPO, SONG_WITH_VOCALS
+
+    names = (SONG_WITH_VOCALS, PIANO, DRUM_BASS, VIBE_ACE)
+    listing = tmp_path / "sources.txt"
+    listing.write_text("".join(f"{shared_audio / n}\n" for n in names))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(REPO / "scripts" / "build.py"), str(listing), "--out", str(out), "--model", "none",
+           "--workers", "2", "--no-progress", "--set", "build.exports=[parquet]"]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.err", "w"),
+                             start_new_session=True)
+    deadline = time.monotonic() + 240
+    tree: set[int] = set()
+    while time.monotonic() < deadline and child.poll() is None:
+        tree |= _pids_of_tree(child.pid)
+        if len(list((out / ".cache" / "analyse").glob("*/*/done.json"))) >= 1:
+            break  # one song analysed, others on their way
+        time.sleep(0.05)
+    assert child.poll() is None, "the build ended before it could be killed: " + (tmp_path / "child.err").read_text()[-2000:]
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30  # workers exit at once; the fork server once it sees they are gone
+    while any(alive(pid) for pid in tree - {child.pid}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = [pid for pid in tree - {child.pid} if alive(pid)]
+    assert not survivors, f"processes outlived the killed build: {survivors}"
+    assert not (out / "chunks.parquet").exists()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    whole = subprocess.run(cmd[:4] + [str(tmp_path / "whole")] + cmd[5:], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    columns = ["chunk_id", "audio_sha256", "description", "bpm", "key", "excluded"]
+    assert pq.read_table(out / "chunks.parquet", columns=columns).to_pylist() == \
+        pq.read_table(tmp_path / "whole" / "chunks.parquet", columns=columns).to_pylist()
+    leftovers = [p for p in out.rglob("*") if p.name.endswith(".partial") or ".partial." in p.name]
+    assert not leftovers and not (out / ".rows").exists()
+    files = sorted(p.relative_to(out).as_posix() for p in (out / "audio").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "whole").as_posix()
+                           for p in (tmp_path / "whole" / "audio").rglob("*") if p.is_file())

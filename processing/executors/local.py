@@ -36,12 +36,31 @@ _END = object()
 PRELOAD = ["processing.executors.warm"]  # imported once by the fork server: workers start warm, in milliseconds
 
 
-def _init_worker() -> None:
-    """In each worker process: die with the parent (no orphan writes into the cache after a kill -9 of the
-    build), and one thread per library: the pool already uses every core."""
+def _exit_with(driver_pid: int) -> None:
+    """Exit this worker at once when the build's driver process is gone (a kill -9 of the build): no
+    orphan goes on writing into the cache or the build folder. The worker's parent is the fork server,
+    which lives as long as its children, so the parent-death signal alone cannot do this."""
+    try:
+        import select
+
+        fd = os.pidfd_open(driver_pid)
+        select.select([fd], [], [])  # a pidfd turns readable when its process exits
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                break
+            threading.Event().wait(0.5)
+    os._exit(70)
+
+
+def _init_worker(driver_pid: int) -> None:
+    """In each worker process: die with the driver, and one thread per library (the pool uses every core)."""
+    threading.Thread(target=_exit_with, args=(driver_pid,), name="driver-watch", daemon=True).start()
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: also die with the fork server
         except OSError:
             pass
     try:
@@ -157,7 +176,8 @@ class LocalExecutor:
 
         saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
         os.environ.update(_ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
-        pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, context=_mp_context())
+        pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
+                           context=_mp_context())
         worker = _ModelWorker(model, ctx, events, model_capacity) if model is not None else None
         if worker is not None:
             worker.start()
