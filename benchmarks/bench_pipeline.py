@@ -36,6 +36,8 @@ for extra in (REPO, REPO / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from proc_tree import process_tree  # noqa: E402  (tests/)
+
 SHARED = REPO.parent / "shared" / "audio"
 RELEASED_HTDEMUCS = dict(channels=48, depth=4, nfft=4096, bottom_channels=512, dconv_mode=3, t_layers=5,
                          t_dropout=0.02, segment=Fraction(39, 5))
@@ -82,25 +84,6 @@ def released_shape_weights(folder: Path) -> Path:
 # ----------------------------------------------------------------------------- measuring from outside
 
 
-def _tree(root: int) -> list[int]:
-    """The pid and every descendant (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(RSS, PSS) in kB of one process; (0, 0) once it is gone."""
     rss = pss = 0
@@ -129,7 +112,7 @@ class TreeSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             rss = pss = 0
-            for pid in _tree(self.pid):
+            for pid in process_tree(self.pid):
                 r, p = _memory_kb(pid)
                 rss, pss = rss + r, pss + p
             self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)

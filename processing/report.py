@@ -11,6 +11,16 @@ from typing import Any, Iterator
 from .types import Failure
 
 
+@contextmanager
+def time_into(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of a ``with`` block to ``seconds[stage]`` (exceptions included)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
 @dataclass
 class BuildReport:
     out_dir: str
@@ -59,13 +69,9 @@ class BuildReport:
         """Audio seconds per wall second (x real time)."""
         return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings_s[stage] = round(self.timings_s.get(stage, 0.0) + time.perf_counter() - start, 3)
+    def timed(self, stage: str):
+        """Add the time spent inside the ``with`` block to ``timings_s[stage]``."""
+        return time_into(self.timings_s, stage)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -9,6 +9,7 @@ from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import DRUM_BASS, PIANO, VIBE_ACE
+from proc_tree import alive, process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -48,25 +49,6 @@ def test_a_worker_that_dies_fails_its_song_by_name_and_the_build_goes_on(tmp_pat
     assert (result.out_dir / "failures.jsonl").read_text().count("worker_died") == 1
 
 
-def _pids_of_tree(root: int) -> set[int]:
-    import os
-
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    out, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        out.add(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path, shared_audio):
     """The whole build (driver, fork server, workers) killed while songs are half done; no worker
     outlives it, and the rerun's dataset equals an uninterrupted build's."""
@@ -91,20 +73,13 @@ def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path,
     deadline = time.monotonic() + 240
     tree: set[int] = set()
     while time.monotonic() < deadline and child.poll() is None:
-        tree |= _pids_of_tree(child.pid)
+        tree |= set(process_tree(child.pid))
         if len(list((out / ".cache" / "analyse").glob("*/*/done.json"))) >= 1:
             break  # one song analysed, others on their way
         time.sleep(0.05)
     assert child.poll() is None, "the build ended before it could be killed: " + (tmp_path / "child.err").read_text()[-2000:]
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
 
     deadline = time.monotonic() + 30  # workers exit at once; the fork server once it sees they are gone
     while any(alive(pid) for pid in tree - {child.pid}) and time.monotonic() < deadline:

@@ -5,13 +5,12 @@ cluster) and sends back SongOutcomes; it never looks inside a stage. Stages impo
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
 
 from ..config import PipelineConfig
+from ..report import time_into
 from ..types import Failure, Song
 
 
@@ -47,13 +46,9 @@ class SongOutcome:
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.busy_s[stage] = self.busy_s.get(stage, 0.0) + time.perf_counter() - start
+    def timed(self, stage: str):
+        """Add the time spent inside the ``with`` block to ``busy_s[stage]``."""
+        return time_into(self.busy_s, stage)
 
     def cache_use(self, stage: str, hit: bool) -> None:
         counter = self.cache_hits if hit else self.cache_misses
