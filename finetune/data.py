@@ -89,11 +89,12 @@ def load_split(build: Path, split: str, loader: str = "auto", cache_dir: Optiona
 
 def _decode_bytes(audio: dict, rate: int, channels: int, build: Path) -> np.ndarray:
     import soundfile as sf
-    import soxr
 
     source = io.BytesIO(audio["bytes"]) if audio.get("bytes") else build / audio["path"]
     data, sr = sf.read(source, dtype="float32", always_2d=True)  # (samples, channels)
     if sr != rate:
+        import soxr
+
         data = soxr.resample(data, sr, rate)
     return _channels(data.T, channels)
 

@@ -58,8 +58,11 @@ def train_tokenizer(texts: list[str], vocab_size: int = 512):
 
 def tiny_musicgen(tokenizer, *, codebook_size: int = 128, num_codebooks: int = 4, hidden_size: int = 128,
                   layers: int = 2, heads: int = 4, text_hidden_size: int = 32, seed: int = 0,
-                  max_seconds: float = 40.0) -> MusicgenBundle:
-    """A small randomly initialised MusicGen (text encoder, 32 kHz EnCodec, decoder) and its processor."""
+                  max_seconds: float = 40.0, audio_channels: int = 1) -> MusicgenBundle:
+    """A small randomly initialised MusicGen (text encoder, 32 kHz EnCodec, decoder) and its processor.
+
+    ``audio_channels=2`` gives a stereo decoder (left/right codebooks interleaved, as musicgen-stereo-*).
+    """
     transformers = require_transformers()
     import torch
 
@@ -74,7 +77,8 @@ def tiny_musicgen(tokenizer, *, codebook_size: int = 128, num_codebooks: int = 4
                                  num_layers=2, num_heads=4, pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
     decoder = transformers.MusicgenDecoderConfig(
-        vocab_size=codebook_size, num_codebooks=num_codebooks, hidden_size=hidden_size, ffn_dim=4 * hidden_size,
+        vocab_size=codebook_size, num_codebooks=num_codebooks * audio_channels, audio_channels=audio_channels,
+        hidden_size=hidden_size, ffn_dim=4 * hidden_size,
         num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=int(max_seconds * frame_rate) + 16,
         pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0)
     config = transformers.MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=encodec.to_dict(),

@@ -3,7 +3,8 @@
 MusicGen predicts its K codebooks in parallel with the "delay" pattern:
 codebook k is shifted right by k steps, so at step t the model emits
 codebook 0 of frame t, codebook 1 of frame t-1, ... The positions this opens
-(before a codebook starts, after it ends, and padding) hold the pad id, which
+(before a codebook starts, after it ends, and padding; stereo models
+interleave left/right codebooks, a pair sharing one delay) hold the pad id, which
 transformers' MusicGen loss ignores; the model shifts the labels right
 itself (its decoder start id first). Training crops random segments of
 ``segment_s`` seconds, as audiocraft does, and drops the text condition with
@@ -90,16 +91,22 @@ def encode_audio(bundle: MusicgenBundle, examples: list[Example], progress: bool
     return out
 
 
-def delay_pattern(codes: np.ndarray, pad_id: int) -> np.ndarray:
-    """(K, T) codes -> (T + K - 1, K) labels: codebook k delayed by k steps, the gaps holding ``pad_id``."""
+def delay_pattern(codes: np.ndarray, pad_id: int, audio_channels: int = 1) -> np.ndarray:
+    """(K, T) codes -> (T + K/channels - 1, K) labels: codebook k delayed by k steps, the gaps holding ``pad_id``.
+
+    Stereo models interleave left/right codebooks (k0L, k0R, k1L, ...); both of a pair share a delay,
+    as in transformers' ``build_delay_pattern_mask`` and audiocraft's stereo delays [0, 0, 1, 1, ...].
+    """
     k, t = codes.shape
-    labels = np.full((k, t + k - 1), pad_id, dtype=np.int64)
-    for i in range(k):
-        labels[i, i:i + t] = codes[i]
+    delays = np.arange(k) // audio_channels
+    labels = np.full((k, t + int(delays[-1])), pad_id, dtype=np.int64)
+    for i, d in enumerate(delays):
+        labels[i, d:d + t] = codes[i]
     return labels.T
 
 
-def make_batch(items: list[Encoded], frames: int, pad_id: int, rng: Optional[np.random.Generator]):
+def make_batch(items: list[Encoded], frames: int, pad_id: int, rng: Optional[np.random.Generator],
+               audio_channels: int = 1):
     """Crop (random when ``rng``, else from the start) to ``frames``, delay, pad: (texts, labels (B, L, K))."""
     import torch
 
@@ -107,7 +114,7 @@ def make_batch(items: list[Encoded], frames: int, pad_id: int, rng: Optional[np.
     for item in items:
         t = item.codes.shape[1]
         start = int(rng.integers(0, t - frames + 1)) if rng is not None and t > frames else 0
-        rows.append(delay_pattern(item.codes[:, start:start + frames], pad_id))
+        rows.append(delay_pattern(item.codes[:, start:start + frames], pad_id, audio_channels))
     length = max(r.shape[0] for r in rows)
     labels = np.full((len(rows), length, rows[0].shape[1]), pad_id, dtype=np.int64)
     for i, r in enumerate(rows):
@@ -141,7 +148,8 @@ def validation_loss(bundle: MusicgenBundle, items: list[Encoded], frames: int, b
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(items), batch_size):
-            texts, labels = make_batch(items[i:i + batch_size], frames, model.config.decoder.pad_token_id, None)
+            texts, labels = make_batch(items[i:i + batch_size], frames, model.config.decoder.pad_token_id, None,
+                                       bundle.audio_channels)
             total += float(_loss(bundle, texts, labels, 0.0, None, cfg)) * len(texts)
     model.train(was_training)
     return total / len(items)
@@ -177,7 +185,7 @@ def train(bundle: MusicgenBundle, items: list[Encoded], cfg: TrainConfig, valida
     bar = tqdm(range(cfg.steps), desc="fine-tune", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
         batch = [items[i] for i in rng.choice(len(items), size=cfg.batch_size, replace=len(items) < cfg.batch_size)]
-        texts, labels = make_batch(batch, frames, pad_id, rng)
+        texts, labels = make_batch(batch, frames, pad_id, rng, bundle.audio_channels)
         loss = _loss(bundle, texts, labels, cfg.text_dropout, generator, cfg)
         if not torch.isfinite(loss):
             raise FinetuneError(f"the loss became {float(loss)} at step {step + 1}; lower --lr")
