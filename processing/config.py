@@ -16,7 +16,7 @@ from typing import Any, Optional
 import yaml
 
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -118,7 +118,8 @@ class BuildConfig:
     embed_audio: bool = False  # Parquet holds audio bytes (True) or relative paths
     shard_max_mb: int = 500
     exports: list[str] = field(default_factory=lambda: ["parquet", "audiocraft", "hf"])
-    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker)
+    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker) or "ray"
+    ray_address: Optional[str] = None  # executor "ray": the cluster to join ("auto", "ray://host:10001", ...); None: start one here
 
 
 @dataclass
@@ -191,6 +192,10 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
 
+    def with_absolute_paths(self) -> "PipelineConfig":
+        """A copy whose local paths are absolute, so that it means the same on every node of a cluster."""
+        return _absolute(self)
+
 
 def _to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -201,6 +206,15 @@ def _to_plain(value: Any) -> Any:
         return [_to_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _absolute(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _absolute(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                             if f.init})
+    if isinstance(value, Path):
+        return value.expanduser().resolve()
     return value
 
 

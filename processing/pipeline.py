@@ -47,6 +47,7 @@ from .types import Failure, SeparatedSong, Song, SourceSpec
 log = logging.getLogger("music_mixer")
 
 ANALYSE_VERSION = "2"  # 2: stem levels from separation; song loudness from the chunk stage
+SCHEDULING_KEYS = ("executor", "ray_address")  # build settings that change where work runs, never the dataset
 ROWS_DIR = ".rows"  # one JSON-lines file of rows per song, merged into chunks.parquet at the end
 
 
@@ -363,7 +364,8 @@ def build_version(cfg: PipelineConfig, included_sha256: list[str]) -> str:
         return cfg.build.version
     import datetime
 
-    digest = stable_hash(sorted(included_sha256), cfg.to_dict()["build"], cfg.to_dict()["convert"])
+    build = {k: v for k, v in cfg.to_dict()["build"].items() if k not in SCHEDULING_KEYS}
+    digest = stable_hash(sorted(included_sha256), build, cfg.to_dict()["convert"])
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y.%m.%d}-{digest[:8]}"
 
 
@@ -428,6 +430,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
     report.settings["code_version"] = __version__
     report.count("sources", len(sources))
 
+    executor = executor or make_executor(cfg)  # an executor that cannot run here fails before any work
     # Load the separator first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
     if cfg.analyse.enabled:
@@ -436,7 +439,6 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
         check_config(cfg.analyse)
     ctx = build_context(cfg, separator)
     shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)  # rows of an interrupted run are made again
-    executor = executor or make_executor(cfg)
     download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
     progress = BuildProgress(len(sources), f"songs ({separator.name})", enabled=cfg.progress)
     order: list[str] = []
@@ -451,7 +453,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
             elif isinstance(event, SongOutcome):
                 report.merge(event)
                 outcomes[event.song_id] = event
-                progress.song_done(event.chunks, event.audio_s)
+                progress.song_done(event.chunks, event.audio_s, event.worker)
             elif isinstance(event, Duplicate):
                 report.count("duplicates")
                 report.duplicates.append({"song_id": event.song_id, "duplicate_of": event.kept_song_id,

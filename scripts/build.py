@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from processing.config import ConfigError, apply_override, config_from_dict  # noqa: E402
+from processing.executors import make_executor  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 
 
@@ -37,7 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core)")
+    p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core; local executor)")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="local (default: this machine's cores and GPU) or ray (a Ray cluster; pip install -e '.[ray]')")
+    p.add_argument("--ray-address", help="with --executor ray: the cluster to join (e.g. auto, ray://head:10001); "
+                                         "default: start a local one")
     p.add_argument("--keep-stems", action="store_true", help="also write each stem of every chunk")
     p.add_argument("--chunk-seconds", type=float, help="chunk length in seconds (default 30)")
     p.add_argument("--tail-policy", choices=["drop", "pad", "merge"], help="what to do with a short last chunk")
@@ -70,6 +75,7 @@ def build_config(args: argparse.Namespace, embedded: dict) -> dict:
         "convert.sample_rate": args.sample_rate, "convert.channels": args.channels, "convert.format": args.format,
         "publish.s3_uri": args.publish, "publish.endpoint_url": args.endpoint_url, "publish.hub_repo": args.hub_repo,
         "build.version": args.build_version, "cache_dir": args.cache_dir, "workers": args.workers,
+        "build.executor": args.executor, "build.ray_address": args.ray_address,
     }
     if args.demo:
         data.setdefault("separate", {}).setdefault("model", "offline")
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cfg = config_from_dict(build_config(args, embedded))
         cfg.validate()
+        executor = make_executor(cfg)  # e.g. --executor ray without Ray installed: stop before any work
         if args.demo:
             sources = write_demo_sources(Path(cfg.resolved_cache_dir) / "demo_songs")
     except (ConfigError, SourcesError, OSError) as exc:
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from processing.separate.base import SeparatorError
 
     try:
-        result = run_build(cfg, sources)
+        result = run_build(cfg, sources, executor)
     except SeparatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
