@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import ray
 
+from ..separate.base import SeparatorError
 from ..types import Failure, Song
 from .base import BuildContext, NeedsModel, SongOutcome, SongTasks
 from .local import _ONE_THREAD_ENV as ONE_THREAD_ENV
@@ -63,6 +64,13 @@ def _song_task(tasks: SongTasks, song: Song, ctx: BuildContext) -> tuple[tuple[s
     if isinstance(result, NeedsModel):
         return ("model", result.outcome), result.model_input
     return ("done", result), None
+
+
+@ray.remote
+def _warm_up() -> None:
+    """Import the pipeline in a fresh Ray worker (~8 s of lazy imports and first calls, see warm.py) while the
+    driver starts ingest, so the first songs do not pay it; Ray then reuses the warm worker for them."""
+    from . import warm  # noqa: F401
 
 
 @ray.remote
@@ -218,9 +226,12 @@ class RayExecutor:
         if model is not None:
             actors, infos = self._start_model_actors(ctx, capacity)
             params = [i["params"] for i in infos]
-            if any(p != params[0] for p in params):
-                raise RuntimeError(f"the model actors load different models: {params}; give every node the same "
-                                   "weights (separate.weights on a shared path)")
+            if any(p != params[0] for p in params) or params[0].get("weights") != ctx.separator_params.get("weights"):
+                found = "; ".join(f"{i['node']} ({i['device']}): weights sha256 {i['params'].get('weights', '?')[:12]}"
+                                  for i in infos)
+                raise SeparatorError(f"the model actors do not all load the driver's weights (sha256 "
+                                     f"{str(ctx.separator_params.get('weights'))[:12]}): {found}. Give every node the same "
+                                     "weights: separate.weights on a shared path, or the same file in each node's cache")
             if params[0] != ctx.separator_params:
                 # e.g. the actors run on GPUs in bfloat16 and the driver has none: the cache keys follow the actors
                 log.info("separation runs with the actors' settings %s (the driver's: %s)", params[0], ctx.separator_params)
@@ -228,6 +239,8 @@ class RayExecutor:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         max_in_flight = self.max_in_flight or 2 * cpus + capacity * len(actors)
         ctx_ref = ray.put(ctx)
+        for _ in range(cpus):  # one per CPU: no result awaited, they only warm the workers the songs will use
+            _warm_up.options(runtime_env={"env_vars": dict(ONE_THREAD_ENV)}).remote()
         one_thread = {"env_vars": dict(ONE_THREAD_ENV)}  # as the local executor's workers: set before any import
         song_task = _song_task.options(max_retries=self.max_retries, runtime_env=one_thread)
         finish_task = _finish_task.options(max_retries=self.max_retries, runtime_env=one_thread)
