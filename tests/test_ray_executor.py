@@ -3,7 +3,6 @@ executor for --model none, offline and the tiny HTDemucs; a killed Ray worker is
 lost or written twice; a song that kills every try is reported; Ray missing fails at once."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -13,16 +12,15 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import ray
 
 from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ
-from processing import audio_io
+from dataset_compare import assert_same_dataset, excerpt
 from processing.config import load_config
 from processing.executors.ray import RayExecutor
 from processing.pipeline import run_build
-from processing.types import AudioData, SourceSpec
+from processing.types import SourceSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
 
@@ -41,42 +39,6 @@ def cluster():
 def _cfg(tmp_path, name, *overrides):
     return load_config(None, [f"out_dir={tmp_path / name}", f"cache_dir={tmp_path / name / '.cache'}", "progress=false",
                               "build.exports=[parquet,audiocraft]", "workers=2", *overrides])
-
-
-def _files(build: Path, sub: str) -> dict[str, str]:
-    return {p.relative_to(build).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((build / sub).rglob("*")) if p.is_file()}
-
-
-def _text(path: Path, build: Path) -> str:
-    return path.read_text().replace(str(build), "<build>")  # audiocraft manifests hold absolute paths
-
-
-def assert_same_dataset(a: Path, b: Path) -> None:
-    """Chunk ids, audio sha256, descriptions, every column, splits, Parquet shards, manifests, card."""
-    rows_a, rows_b = (pq.read_table(x / "chunks.parquet").to_pylist() for x in (a, b))
-    assert rows_a and rows_a == rows_b
-    assert len({r["chunk_id"] for r in rows_a}) == len(rows_a)
-    assert _files(a, "audio") == _files(b, "audio")  # chunk files and audiocraft sidecars
-    shards = sorted(p.name for p in (a / "data").glob("*.parquet"))
-    assert shards and shards == sorted(p.name for p in (b / "data").glob("*.parquet"))
-    for name in shards:
-        assert pq.read_table(a / "data" / name).equals(pq.read_table(b / "data" / name)), name
-    for rel in ["dataset_card.md", "build_info.json", *sorted(p.relative_to(a).as_posix() for p in (a / "egs").rglob("*")
-                                                               if p.is_file())]:
-        assert _text(a / rel, a) == _text(b / rel, b), rel
-    ra, rb = (json.loads((x / "report.json").read_text()) for x in (a, b))
-    assert ra["settings"]["version"] == rb["settings"]["version"]
-    counts = [{k: v for k, v in r["counts"].items() if k != "stale_files_removed"} for r in (ra, rb)]  # reruns differ
-    assert ra["failures"] == rb["failures"] and counts[0] == counts[1]
-
-
-def _excerpt(src: Path, dst: Path, start_s: float, length_s: float) -> SourceSpec:
-    audio = audio_io.decode(src)
-    a = int(start_s * audio.sample_rate)
-    audio_io.write(dst, AudioData(audio.samples[:, a:a + int(length_s * audio.sample_rate)], audio.sample_rate),
-                   subtype="PCM_16")
-    return SourceSpec(str(dst))
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +65,9 @@ def test_model_none_same_dataset_as_local_and_rerun_reuses_the_cache(none_builds
 
 
 def test_offline_separator_same_dataset_as_local(cluster, shared_audio, tmp_path):
-    sources = [_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 16.0),
-               _excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 5, 12.0),
-               _excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 12.0)]
+    sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 16.0),
+               excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 5, 12.0),
+               excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 12.0)]
     sources[2].instrumental = True
     common = ["separate.model=offline", "chunk.chunk_s=5", "chunk.min_tail_s=2", "ingest.min_duration_s=1",
               "ingest.dedup=false", "analyse.exclude_flagged=false"]
@@ -118,9 +80,9 @@ def test_offline_separator_same_dataset_as_local(cluster, shared_audio, tmp_path
 
 def test_tiny_htdemucs_same_dataset_as_local(cluster, shared_audio, tmp_path, tiny_repo):
     """Separation in a model actor, fed prepared songs by reference, batching segments across songs."""
-    sources = [_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 11.0),
-               _excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 6.0),  # mono 22.05 kHz
-               _excerpt(shared_audio / PIANO, tmp_path / "piano.wav", 0, 7.0)]
+    sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 11.0),
+               excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 6.0),  # mono 22.05 kHz
+               excerpt(shared_audio / PIANO, tmp_path / "piano.wav", 0, 7.0)]
     common = [f"separate.weights={tiny_repo}", "separate.cpu_batch_segments=4", "chunk.chunk_s=3", "chunk.min_tail_s=1",
               "ingest.min_duration_s=1", "ingest.dedup=false", "analyse.exclude_flagged=false"]
     local = run_build(_cfg(tmp_path, "local", *common), sources)

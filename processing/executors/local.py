@@ -147,9 +147,18 @@ class LocalExecutor:
     """See the module docstring. ``workers``: CPU worker processes; ``max_in_flight``: songs between
     ingest and their rows (default: two per worker plus the model worker's share)."""
 
+    distributed = False
+
     def __init__(self, workers: int, max_in_flight: Optional[int] = None):
         self.workers = max(1, int(workers))
         self.max_in_flight = max_in_flight
+
+    def finish(self, fn, *args):
+        """The build's last step, here (it writes the table and exports from the songs' rows)."""
+        return fn(*args)
+
+    def close(self) -> None:
+        pass
 
     def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
         from pebble import ProcessExpired, ProcessPool

@@ -12,10 +12,15 @@ It calls the very same task functions (``SongTasks``) as the local executor; onl
 - bounds as in the local executor: at most ``max_in_flight`` songs between ingest and their rows, and at
   most ``separate.songs_per_group`` + 2 songs prepared for or inside each model actor.
 
-Every node must see the build folder and the stage cache at the same absolute paths (one machine, or a
-shared file system), run the same environment (this project installed with its ``ray`` extra), and, for
-Demucs, find the weights (``separate.weights`` on a shared path, or each node's own caches).
-Ingest (downloads, checks, dedup) runs on the driver, as in the local executor.
+- the build's last step (``finish``: the table and the dataset exports, and for an s3:// build their
+  upload) runs in one Ray task; the driver writes only the report.
+
+Every node must reach the build folder and the stage cache: the same absolute paths (one machine, or a
+shared file system) or an s3:// store (``processing.storage``; each worker then reads and writes the store
+itself, and songs it does not have on disk come from the cache's ``sources/``). Every node runs the same
+environment (this project installed with its ``ray`` extra), and, for Demucs, finds the weights
+(``separate.weights`` on a shared path, or each node's own caches). Ingest (downloads, checks, dedup)
+runs on the driver, as in the local executor.
 """
 from __future__ import annotations
 
@@ -24,9 +29,8 @@ import logging
 import os
 import queue
 import threading
-import time
 from concurrent.futures import Future
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import ray
 
@@ -164,6 +168,12 @@ class _Actor:
     songs: int = 0  # songs sent and not yet back
 
 
+@ray.remote
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    _one_thread()
+    return fn(*args)
+
+
 class RayExecutor:
     """See the module docstring. ``address``: the cluster to join (None: start a local one, which ends with
     the build); ``max_in_flight``: songs between ingest and their rows (default: two per cluster CPU plus
@@ -172,9 +182,11 @@ class RayExecutor:
     def __init__(self, address: Optional[str] = None, max_in_flight: Optional[int] = None,
                  max_retries: int = MAX_RETRIES, init_kwargs: Optional[dict[str, Any]] = None):
         self.address = address
+        self.distributed = True  # its tasks may run on other machines
         self.max_in_flight = max_in_flight
         self.max_retries = max(0, int(max_retries))
         self.init_kwargs = dict(init_kwargs or {})
+        self._started_here = False
 
     # -- the cluster
 
@@ -212,12 +224,20 @@ class RayExecutor:
     # -- the build
 
     def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
-        started_here = self._connect()
-        try:
-            yield from self._run(items, ctx, tasks, model)
-        finally:
-            if started_here:
-                ray.shutdown()
+        self._started_here = self._connect() or self._started_here
+        yield from self._run(items, ctx, tasks, model)
+
+    def finish(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The build's last step (table, dataset exports; for an s3:// build their upload) in one Ray task."""
+        self._started_here = self._connect() or self._started_here
+        task = _call.options(num_cpus=1, max_retries=self.max_retries, runtime_env={"env_vars": dict(ONE_THREAD_ENV)})
+        return ray.get(task.remote(fn, *args))
+
+    def close(self) -> None:
+        """Shut down the local cluster this executor started (a cluster it joined goes on)."""
+        if self._started_here and ray.is_initialized():
+            ray.shutdown()
+        self._started_here = False
 
     def _run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
         ctx = dataclasses.replace(ctx, cfg=ctx.cfg.with_absolute_paths())
