@@ -83,3 +83,28 @@ def test_build_and_cache_on_s3_equal_the_local_build_and_a_rerun_reuses_the_cach
     assert [r["audio_sha256"] for r in again.rows] == [r["audio_sha256"] for r in local.rows]
     mirror = local_side(cache_uri, "cache")
     assert not [p for p in mirror.rglob("*") if p.suffix in (".flac", ".wav", ".npz")]
+
+
+def test_a_cache_entry_on_s3_is_done_only_with_its_marker_and_is_read_through_the_mirror(s3_cluster, tmp_path):
+    """A writer killed mid-upload leaves files without done.json: not an entry; the next writer makes it whole."""
+    from processing.cache import StageCache
+
+    bucket = s3_cluster.new_bucket()
+    store = StoreSpec(f"s3://{bucket}/c", s3_cluster.endpoint_url).open()
+    writer = StageCache(tmp_path / "node_a", remote=store)
+    entry = writer.entry("chunk", "1", "abc", {"x": 1})
+    store.write_bytes(f"{entry.rel}/chunks/0.wav", b"half")  # what a killed upload leaves
+    assert not entry.is_done()
+
+    def compute(folder):
+        (folder / "chunks").mkdir()
+        (folder / "chunks" / "0.wav").write_bytes(b"whole")
+        return {"n": 1}
+
+    _, meta, hit = writer.get_or_compute("chunk", "1", "abc", {"x": 1}, compute)
+    assert not hit and meta == {"n": 1} and store.read_bytes(f"{entry.rel}/chunks/0.wav") == b"whole"
+    reader = StageCache(tmp_path / "node_b", remote=store)  # another node: nothing local yet
+    again = reader.entry("chunk", "1", "abc", {"x": 1})
+    assert again.is_done() and again.read_meta() == {"n": 1} and not again.path.exists()  # no file fetched
+    assert (again.fetch() / "chunks" / "0.wav").read_bytes() == b"whole"
+    assert reader.get_or_compute("chunk", "1", "abc", {"x": 1}, lambda f: 1 / 0)[2]  # a hit: nothing computed
