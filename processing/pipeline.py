@@ -30,7 +30,7 @@ from .types import Chunk, Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
-ANALYSE_VERSION = "1"
+ANALYSE_VERSION = "2"  # 2: tagger scores per chunk, instrument sources, vocal score, music-or-not with the model
 
 
 @dataclass
@@ -200,8 +200,12 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
     report.settings["code_version"] = __version__
     report.count("sources", len(sources))
 
-    # Load the separator first: missing weights must fail before any download.
+    # Load the separator and the tagger first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
+    if cfg.analyse.enabled:
+        from .analyse.analyse import check_config
+
+        check_config(cfg.analyse)
     download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
     rows: list[dict[str, Any]] = []
     written: set[Path] = set()
