@@ -206,7 +206,7 @@ def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
     flatness = round(noise_flatness(to_mono(audio, NOISE_RATE)), 4)
     flags: list[str] = []
     if cfg.flag_non_music:
-        flags = music_flags(features, facts.instrument_score, flatness)
+        flags = music_flags(features, facts.instrument_score, flatness, facts.vocal_score)
         if facts.vocal_score is not None and facts.vocal_score >= cfg.vocal_threshold:
             flags.append("vocals_heard")
     return ChunkAnalysis(
