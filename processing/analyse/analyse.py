@@ -202,7 +202,8 @@ def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
     scores = tagger.tag(audio) if tagger is not None else {}
     facts = chunk_facts(scores)
     heard = facts.instruments if tagger is not None else None
-    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold)
+    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
+                                       facts.drum_score)
     flatness = round(noise_flatness(to_mono(audio, NOISE_RATE)), 4)
     flags: list[str] = []
     if cfg.flag_non_music:
@@ -461,7 +462,8 @@ def _with_report(result: ChunkAnalysis, report: InstrumentReport, residual: Opti
     """`result` with the stems' instrument report (instruments heard merged again) and the song-level QC flags."""
     facts = chunk_facts(result.tag_scores)
     heard = facts.instruments if _tagger(cfg) is not None else None
-    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold)
+    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
+                                       facts.drum_score)
     return replace(result, instruments=report, residual_vocal_db=residual, flags=flags,
                    heard_instruments=names, instrument_sources=sources)
 

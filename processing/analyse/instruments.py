@@ -92,6 +92,7 @@ def from_features(features: Features) -> InstrumentReport:
 
 # a feature cue is kept beside a tagger only where the tagger cannot speak for itself
 MODEL_INSTRUMENT_MIN = 0.15  # the model hears instruments (musicness.MODEL_NO_INSTRUMENT)
+MODEL_DRUMS_CONFIRM = 0.1  # the model's drum score (tag_facts.DRUM_TAGS) that confirms the drums cue
 
 
 def merge_instruments(
@@ -100,6 +101,7 @@ def merge_instruments(
     vocal_score: Optional[float] = None,
     instrument_score: Optional[float] = None,
     vocal_threshold: float = 0.15,
+    drum_score: Optional[float] = None,
 ) -> tuple[list[str], list[str]]:
     """(instruments, where each came from: "stems", "model" or "features"), stems' order first.
 
@@ -109,8 +111,9 @@ def merge_instruments(
       piano when the separator has those stems); the model adds the instruments they cannot
       name (piano, guitar, strings, synth, flute, ...) only while the "other" stem, where such
       instruments end up, is present;
-    - without stems (method "features"), the model's instruments are kept; of the feature cues
-      only bass is kept (the model has no bass tag), and only when the model hears an
+    - without stems (method "features"), the model's instruments are kept; the drums cue of the
+      features is kept when the model's drum score (drums, beat, beats) is >= 0.1 (drums are
+      often just under their own tag's threshold); the bass cue (the model has no bass tag) when the model hears an
       instrument (instrument score >= 0.15), no voice (vocal score < `vocal_threshold`: a low
       voice fakes the cue) and no piano or harpsichord (whose left hand fills 30-200 Hz alone);
     - without a tagger, stems alone; feature cues are not facts and name nothing.
@@ -138,6 +141,8 @@ def merge_instruments(
         add(word, "model")
     no_voice = vocal_score is not None and vocal_score < vocal_threshold
     hears_instruments = instrument_score is not None and instrument_score >= MODEL_INSTRUMENT_MIN
+    if "drums" in report.instruments and drum_score is not None and drum_score >= MODEL_DRUMS_CONFIRM:
+        add("drums", "features")
     keyboard = bool({"piano", "harpsichord"} & set(heard))
     if "bass" in report.instruments and no_voice and hears_instruments and not keyboard:
         add("bass", "features")

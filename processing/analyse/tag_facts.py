@@ -21,7 +21,10 @@ get lower thresholds):
 - vocal score: per chunk, the highest score of the voice tags in ``VOCAL_TAGS``; a chunk
   whose vocal score is >= ``analyse.vocal_threshold`` (0.15) holds singing or speech;
 - instrument score: per chunk, the highest score of the instrument tags (no threshold): how
-  sure the model is that it hears an instrument, one of the cues of ``musicness``.
+  sure the model is that it hears an instrument, one of the cues of ``musicness``;
+- drum score: per chunk, the highest of drums, beat and beats; >= 0.1 confirms the drums cue of
+  the spectral features (``instruments.merge_instruments``): synthetic drum loops score 0.15-0.24,
+  speech and bird calls <= 0.08.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ VOCAL_TAGS = (
 )
 # evidence of an instrument being played (for musicness): the instrument tags and MTT's beat tags
 MUSIC_TAGS = (*INSTRUMENT_TAGS, "mtt:beat", "mtt:beats")
+DRUM_TAGS = ("mtt:drums", "mtt:beat", "mtt:beats")
 _VOICE_WORDS = ("vocal", "voice", "singing", "singer", "speech", "choir")
 
 
@@ -78,6 +82,7 @@ class ChunkTagFacts:
     instruments: dict[str, float] = field(default_factory=dict)  # word -> its best tag score, above thresholds
     vocal_score: float | None = None  # None: the tagger has no voice tags
     instrument_score: float | None = None  # None: the tagger has no instrument tags
+    drum_score: float | None = None  # highest of the drums and beat tags (confirms the drums cue of the features)
 
 
 def _is_musicnn(scores: dict[str, float]) -> bool:
@@ -97,7 +102,8 @@ def chunk_facts(scores: dict[str, float]) -> ChunkTagFacts:
         vocal = max(scores.get(t, 0.0) for t in VOCAL_TAGS)
         music = max(scores.get(t, 0.0) for t in MUSIC_TAGS)
         ranked = dict(sorted(instruments.items(), key=lambda kv: -kv[1]))
-        return ChunkTagFacts(ranked, round(vocal, 4), round(music, 4))
+        drums = max(scores.get(t, 0.0) for t in DRUM_TAGS)
+        return ChunkTagFacts(ranked, round(vocal, 4), round(music, 4), round(drums, 4))
     # another tagger: its instrument words (vocabulary) and voice-like labels, no thresholds known
     voice = [s for label, s in scores.items() if any(w in label.lower() for w in _VOICE_WORDS)]
     return ChunkTagFacts({}, round(max(voice), 4) if voice else None, None)
