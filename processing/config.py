@@ -7,12 +7,16 @@ receives only its own section. Unknown keys are errors, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+
+EXECUTORS = ("local",)
 
 
 class ConfigError(ValueError):
@@ -53,15 +57,15 @@ class SeparateConfig:
     model: str = "htdemucs"
     weights: Optional[Path] = None  # a weights file or a folder (demucs local repo)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    batch_segments: int = 8  # segments (from any songs) per forward pass on CUDA (halved on out-of-memory)
+    batch_segments: Optional[int] = None  # segments (from any songs) per forward pass on CUDA; None: 64 (halved on out-of-memory)
     cpu_batch_segments: int = 1  # the same on CPU, where batching measured slower (bigger tensors, no gain)
-    songs_per_group: int = 4  # songs decoded and separated together (memory bound)
+    songs_per_group: int = 4  # songs the model worker holds at once (their segments share batches; bounds memory)
     shifts: int = 1
     overlap: float = 0.25
     keep_stems: bool = False  # also write each stem of every chunk to the build
     instrumental_mode: str = "sum"  # "sum" of non-vocal stems, or "residual" = mix - vocals
     seed: int = 0  # seeds demucs's random time shifts (per song, so outputs never depend on grouping)
-    bf16: bool = False  # bfloat16 autocast for the demucs forward pass (meant for CUDA; small output drift)
+    bf16: Optional[bool] = None  # bfloat16 autocast for the demucs forward pass; None: on for CUDA, off on CPU
 
 
 @dataclass
@@ -116,6 +120,7 @@ class BuildConfig:
     embed_audio: bool = False  # Parquet holds audio bytes (True) or relative paths
     shard_max_mb: int = 500
     exports: list[str] = field(default_factory=lambda: ["parquet", "audiocraft", "hf"])
+    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker)
 
 
 @dataclass
@@ -142,7 +147,7 @@ class PipelineConfig:
     out_dir: Path = Path("build")
     cache_dir: Optional[Path] = None  # default: <out_dir>/.cache
     sources: list[Any] = field(default_factory=list)  # SourceSpec, parsed by processing.ingest.sources
-    workers: int = 2
+    workers: Optional[int] = None  # CPU worker processes (decode, chunk, analyse, ...); None: one per CPU core
     progress: bool = True
     ingest: IngestConfig = field(default_factory=IngestConfig)
     separate: SeparateConfig = field(default_factory=SeparateConfig)
@@ -152,6 +157,10 @@ class PipelineConfig:
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def resolved_cache_dir(self) -> Path:
@@ -168,7 +177,12 @@ class PipelineConfig:
             (self.convert.format in ("wav", "flac"), "convert.format must be wav or flac"),
             (0 < self.convert.peak_limit <= 1.0, "convert.peak_limit must lie in (0, 1]"),
             (self.separate.instrumental_mode in ("sum", "residual"), "separate.instrumental_mode must be sum or residual"),
-            (self.separate.batch_segments >= 1, "separate.batch_segments must be >= 1"),
+            (self.separate.batch_segments is None or self.separate.batch_segments >= 1,
+             "separate.batch_segments must be >= 1"),
+            (self.separate.cpu_batch_segments >= 1, "separate.cpu_batch_segments must be >= 1"),
+            (self.separate.songs_per_group >= 1, "separate.songs_per_group must be >= 1"),
+            (self.workers is None or self.workers >= 1, "workers must be >= 1"),
+            (self.build.executor in EXECUTORS, f"build.executor must be one of {', '.join(EXECUTORS)}"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),
         ]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from processing import vocabulary
-from processing.analyse.analyse import COLUMN_TYPES, ChunkAnalysis, SongAnalysis, analyse_song, summarise
+from processing.analyse.analyse import ChunkAnalysis, SongAnalysis, analyse_song, summarise
 from processing.config import AnalyseConfig, DescribeConfig
 from processing.describe.describe import describe_chunks, song_credits
 from processing.analyse.features import Features
@@ -150,9 +150,10 @@ def test_end_to_end_from_a_synthetic_song(tmp_path):
     assert_facts_in_row(row)
     # the pipeline's merged row (analysis, then description columns) is Arrow-friendly and summarisable
     merged = [{**r, **result.song_row(), **d} for r, d in zip(result.chunk_rows(), rows)]
-    from processing.pipeline import write_table
+    from processing.pipeline import write_rows, write_table
 
-    table = pq.read_table(write_table(merged, tmp_path / "chunks.parquet"))  # the pipeline's own table writer
+    rows_file = write_rows(tmp_path, "s1", merged)
+    table = pq.read_table(write_table([rows_file], tmp_path, tmp_path / "chunks.parquet"))  # the pipeline's own writer
     assert table.schema.field("stem_drums_db").type == pa.float64()
     assert table.num_rows == 1 and table.schema.field("instrument").type == pa.list_(pa.string())
     summary = summarise(merged)

@@ -22,13 +22,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..audio_io import rms_db
+from ..loudness import MIN_LOUDNESS_LUFS, loudness, rms_db  # noqa: F401  (re-exported)
 from ..types import AudioData
 
 ESSENTIA_RATE = 44100  # RhythmExtractor2013 and KeyExtractor assume 44.1 kHz
 FEATURE_RATE = 22050  # librosa cues (HPSS, centroid, onsets) need no more
 HPSS_MAX_HZ = 5512.5  # harmonic/percussive separation only below this (a quarter of FEATURE_RATE)
-MIN_LOUDNESS_LUFS = -70.0  # EBU R128 absolute gate: quieter is reported as this
 KEY_PROFILES = ("shaath", "krumhansl", "edma", "edmm", "bgate", "temperley", "diatonic", "tonictriad", "temperley2005", "noland")
 
 
@@ -108,16 +107,6 @@ def key(x44: np.ndarray, profile: str = "shaath") -> tuple[str, str, float]:
     return str(k), str(scale), float(strength)
 
 
-def loudness(audio: AudioData) -> float:
-    """EBU R128 integrated loudness (LUFS) with pyloudnorm, over all channels."""
-    import pyloudnorm
-
-    data = audio.samples.T.astype(np.float64)
-    block = 0.4
-    if audio.duration_s < block:  # pyloudnorm needs one 400 ms block: measure on a zero-padded copy
-        data = np.pad(data, ((0, int(block * audio.sample_rate) + 1 - len(data)), (0, 0)))
-    value = pyloudnorm.Meter(audio.sample_rate, block_size=block).integrated_loudness(data)
-    return float(max(MIN_LOUDNESS_LUFS, value)) if np.isfinite(value) else MIN_LOUDNESS_LUFS
 
 
 def danceability(x44: np.ndarray) -> float:

@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import vocabulary
 from ..analyse.analyse import ChunkAnalysis, SongAnalysis
 from ..config import DescribeConfig
 from .titles import Credits, clean_credits, is_noise

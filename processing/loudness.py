@@ -1,0 +1,28 @@
+"""Level measures that several stages share: RMS in dBFS and EBU R128 integrated loudness (pyloudnorm)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .types import AudioData
+
+MIN_LOUDNESS_LUFS = -70.0  # EBU R128 absolute gate: quieter is reported as this
+
+
+def rms_db(x: np.ndarray) -> float:
+    """RMS level in dBFS of any array (-inf-safe: silent -> -200)."""
+    energy = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+    return 10.0 * math.log10(energy) if energy > 1e-20 else -200.0
+
+
+def loudness(audio: AudioData) -> float:
+    """EBU R128 integrated loudness (LUFS) with pyloudnorm, over all channels."""
+    import pyloudnorm
+
+    data = audio.samples.T.astype(np.float64)
+    block = 0.4
+    if audio.duration_s < block:  # pyloudnorm needs one 400 ms block: measure on a zero-padded copy
+        data = np.pad(data, ((0, int(block * audio.sample_rate) + 1 - len(data)), (0, 0)))
+    value = pyloudnorm.Meter(audio.sample_rate, block_size=block).integrated_loudness(data)
+    return float(max(MIN_LOUDNESS_LUFS, value)) if np.isfinite(value) else MIN_LOUDNESS_LUFS
