@@ -106,11 +106,11 @@ def merge_instruments(
       piano when the separator has those stems); the model adds the instruments they cannot
       name (piano, guitar, strings, synth, flute, ...) only while the "other" stem, where such
       instruments end up, is present;
-    - without stems (method "features"), the model's instruments are kept; the drums cue of the
-      features is kept when the model's drum score (drums, beat, beats) is >= 0.1 (drums are
-      often just under their own tag's threshold); the bass cue (the model has no bass tag) when the model hears an
-      instrument (instrument score >= 0.15), no voice (vocal score < `vocal_threshold`: a low
-      voice fakes the cue) and no piano or harpsichord (whose left hand fills 30-200 Hz alone);
+    - without stems (method "features"), the model's instruments are kept, and the feature cues
+      (drums, bass) only where the model says this is instrumental music: it hears no voice
+      (vocal score < `vocal_threshold`: a voice fakes both cues) and either hears an instrument
+      (instrument score >= 0.15) or, for drums, its drum score (drums, beat, beats) is >= 0.1;
+      bass also not beside a piano or harpsichord (whose left hand fills 30-200 Hz alone);
     - without a tagger, stems alone; feature cues are not facts and name nothing.
     """
     names: list[str] = []
@@ -136,7 +136,8 @@ def merge_instruments(
         add(word, "model")
     no_voice = vocal_score is not None and vocal_score < vocal_threshold
     hears_instruments = instrument_score is not None and instrument_score >= MODEL_INSTRUMENT_MIN
-    if "drums" in report.instruments and drum_score is not None and drum_score >= MODEL_DRUMS_CONFIRM:
+    drums_heard = drum_score is not None and drum_score >= MODEL_DRUMS_CONFIRM
+    if "drums" in report.instruments and no_voice and (hears_instruments or drums_heard):
         add("drums", "features")
     keyboard = bool({"piano", "harpsichord"} & set(heard))
     if "bass" in report.instruments and no_voice and hears_instruments and not keyboard:

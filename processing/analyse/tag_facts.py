@@ -22,9 +22,8 @@ get lower thresholds):
   whose vocal score is >= ``analyse.vocal_threshold`` (0.15) holds singing or speech;
 - instrument score: per chunk, the highest score of the instrument tags (no threshold): how
   sure the model is that it hears an instrument, one of the cues of ``musicness``;
-- drum score: per chunk, the highest of drums, beat and beats; >= 0.1 confirms the drums cue of
-  the spectral features (``instruments.merge_instruments``): synthetic drum loops score 0.15-0.24,
-  speech and bird calls <= 0.08.
+- drum score: per chunk, the highest of drums, beat and beats; >= 0.1 is one way to confirm the
+  drums cue of the spectral features (``instruments.merge_instruments``).
 """
 from __future__ import annotations
 
