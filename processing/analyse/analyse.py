@@ -2,17 +2,18 @@
 
 Per chunk, on the chunk's own audio (the converted file): tempo and beat
 confidence, key/scale/strength, EBU R128 loudness, danceability, share of
-silence, brightness and a few cues (``processing.analyse.features``); instruments from
-the Demucs stems' energies over the chunk's span (per-window levels measured at
-separation), or from cues when there are no stems
-(``processing.analyse.instruments``); residual vocal energy in the instrumental;
-"is this music?" flags (``processing.analyse.musicness``); derived mood words
-(``processing.analyse.moods``).
+silence, brightness and a few cues (``processing.analyse.features``); the tagger's
+score for every tag (``processing.analyse.tagger``, musicnn by default, loaded once per
+process) and the facts they give (``processing.analyse.tag_facts``: instruments, vocal
+and instrument scores); instruments heard, from the Demucs stems' energies over the
+chunk's span (per-window levels measured at separation) merged with the tagger's
+(``processing.analyse.instruments.merge_instruments``); residual vocal energy in the
+instrumental; "is this music?" flags (``processing.analyse.musicness``) and
+``vocals_heard``; derived mood words (``processing.analyse.moods``).
 
-Per song: genre and moods from what the source says (user metadata, yt-dlp
-tags/categories/keywords, the title) normalised to ``processing.vocabulary``,
-then a pretrained tagger when configured (``processing.analyse.tagger``), then (moods
-only) rules on features, marked derived. Tempo is the median of the chunks'
+Per song: the tagger's scores averaged over the chunks; genre and moods from the first
+source that has them (``SOURCES``): the user's sources file, the tagger (chunks that are
+music only), the site's tags, categories and title, then (moods only) rules on features. Tempo is the median of the chunks'
 confident tempos, key the strength-weighted vote of the chunks' keys, loudness
 and peak are measured on the whole instrumental. A song with no chunks (too
 short) is measured as a whole, so speech and bird clips still get flags.
