@@ -11,7 +11,8 @@ Layout of the download dir::
     failures.jsonl                 failures (see processing.ingest.failures)
 
 Transient errors (HTTP 429/5xx, timeouts, resets, cut-off transfers) are
-retried ``retries`` times with exponential backoff; limits (duration,
+retried ``retries`` times with exponential backoff; permanent ones (connection
+refused, unknown host, HTTP 404/410/401/403) fail at once. Limits (duration,
 licence) are checked from the extractor's metadata before downloading when it
 knows them.
 """
@@ -220,8 +221,10 @@ def ydl_options(cfg: IngestConfig, download_dir: Path) -> dict[str, Any]:
         "no_warnings": True,
         "noprogress": True,
         "logger": _YdlLogger(),
-        "retries": cfg.retries,
-        "fragment_retries": cfg.retries,
+        # One retry policy, ours (with_retries): yt-dlp's own HTTP retries would multiply with it
+        # ((retries + 1)^2 attempts for a cut transfer). A retried download resumes from its .part file.
+        "retries": 0,
+        "fragment_retries": cfg.retries,  # one fragment of an HLS/DASH stream, retried in place
         "retry_sleep_functions": {"http": lambda n: min(backoff * 2 ** n, 300.0),
                                   "fragment": lambda n: min(backoff * 2 ** n, 300.0)},
         "socket_timeout": cfg.socket_timeout_s,
