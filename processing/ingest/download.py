@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import audio_io
-from ..config import ConfigError, IngestConfig
+from ..config import ConfigError, IngestConfig, ingest_checks
 from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 
 log = logging.getLogger(__name__)
@@ -185,22 +185,7 @@ _PLAYLIST_IES = {"YoutubeTab", "SoundcloudSet", "SoundcloudUser", "BandcampAlbum
 
 def validate_config(cfg: IngestConfig) -> None:
     """Raise ConfigError naming the first ingest setting that cannot work (before any download starts)."""
-    from yt_dlp.utils import parse_bytes
-
-    if cfg.rate_limit and parse_bytes(str(cfg.rate_limit)) is None:
-        raise ConfigError(f"ingest.rate_limit {cfg.rate_limit!r} is not a byte rate like '2M' or '500K'")
-    if cfg.cookies_file and not Path(cfg.cookies_file).is_file():
-        raise ConfigError(f"ingest.cookies_file {cfg.cookies_file} does not exist")
-    checks = [
-        (cfg.concurrency >= 1, "ingest.concurrency must be >= 1"),
-        (cfg.retries >= 0, "ingest.retries must be >= 0"),
-        (cfg.retry_backoff_s >= 0, "ingest.retry_backoff_s must be >= 0"),
-        (0 <= cfg.min_duration_s < cfg.max_duration_s, "ingest.min_duration_s must lie in [0, max_duration_s)"),
-        (cfg.playlist_limit is None or cfg.playlist_limit >= 1, "ingest.playlist_limit must be >= 1 (or unset)"),
-        (0 < cfg.dedup_threshold <= 1, "ingest.dedup_threshold must lie in (0, 1]"),
-        (cfg.socket_timeout_s > 0, "ingest.socket_timeout_s must be > 0"),
-    ]
-    for ok, message in checks:
+    for ok, message in ingest_checks(cfg):
         if not ok:
             raise ConfigError(message)
 
