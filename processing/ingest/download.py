@@ -199,7 +199,8 @@ def ydl_options(cfg: IngestConfig, download_dir: Path) -> dict[str, Any]:
         "outtmpl": "%(extractor)s-%(id)s.%(ext)s",
         "paths": {"home": str(download_dir), "temp": str(download_dir / PARTIAL)},
         "restrictfilenames": True,
-        "writeinfojson": True,
+        # yt-dlp's own info json would hold the request cookies ("cookies" fields): we write it, without them
+        "writeinfojson": False,
         "download_archive": str(download_dir / ARCHIVE),
         "noplaylist": True,
         "quiet": True,
@@ -313,6 +314,20 @@ def _find_existing(download_dir: Path, info: dict[str, Any]) -> Optional[Path]:
     return None
 
 
+_CREDENTIAL_HEADERS = {"cookie", "authorization", "proxy-authorization"}
+
+
+def without_credentials(value: Any) -> Any:
+    """An info dict without what authenticated the requests: yt-dlp's ``cookies`` fields (the
+    cookies file's values) and Cookie/Authorization headers. Nothing written to disk may hold them."""
+    if isinstance(value, dict):
+        return {k: without_credentials(v) for k, v in value.items()
+                if k != "cookies" and str(k).lower() not in _CREDENTIAL_HEADERS}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return value
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", text)
 
@@ -343,9 +358,10 @@ def download_item(url: str, cfg: IngestConfig, store: DownloadStore, info: Optio
         if path is None or not path.is_file():
             raise IngestFailure("download", "yt-dlp finished but no audio file was written")
         info_json = path.with_name(Path(ydl.prepare_filename(result, "infojson")).name)
-        if not info_json.is_file():
-            clean = ydl.sanitize_info(result)
-            info_json.write_text(json.dumps(clean, ensure_ascii=False, default=str))
+        clean = without_credentials(ydl.sanitize_info(result))
+        tmp = info_json.with_name(f".{info_json.name}.partial")
+        tmp.write_text(json.dumps(clean, ensure_ascii=False, default=str))
+        tmp.replace(info_json)
         return Downloaded(path, json.loads(info_json.read_text()), from_cache=False), info_json
 
     done, info_json = with_retries(lambda: _call(run), cfg, url)

@@ -86,7 +86,8 @@ def classify_download_error(exc: BaseException) -> IngestFailure:
     import re
 
     message = re.sub(r"^ERROR:\s*", "", str(exc)).strip() or type(exc).__name__
-    # yt-dlp repeats the cause at the end: "(caused by <...>)" or "(caused by TransportError(...))"
+    # yt-dlp appends its bug-report boilerplate, and repeats the cause: "(caused by <...>)" / "(caused by X(...))"
+    message = re.sub(r";?\s*please report this issue on .*$", "", message, flags=re.S | re.I)
     message = re.sub(r"\s*\(caused by (<[^>]*>|\w+\(.*\))\)\s*$", "", message, flags=re.S)
     status = _http_status(exc)
     cls_names = {c.__name__ for c in type(getattr(exc, "exc_info", (None, None))[1] or exc).__mro__}
