@@ -643,6 +643,7 @@ def _pull(
 
     todo = [f for f in manifest.files if verify_file(dest / f.path, f) is not None]
     problems: list[FileProblem] = []
+    partials: list[Path] = []
     bar = _progress_bar(sum(f.size for f in todo), f"pull {name}/{version}", progress)
     transfer = TransferConfig(max_concurrency=max(1, max_concurrency), use_threads=True)
     try:
@@ -652,19 +653,28 @@ def _pull(
                 target = dest / f.path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(f".{target.name}.partial")
+                partials.append(partial)
                 key = base.key(name, version, f.path)
                 jobs.append((f, key, target, partial, manager.download(base.bucket, key, str(partial), subscribers=[_Progress(bar)])))
             for f, key, target, partial, future in jobs:
-                with _s3_errors(f"s3://{base.bucket}/{key}", "download"):
+                try:
                     future.result()
+                except ClientError as exc:
+                    if not _is_not_found(exc):
+                        raise translate_error(exc, f"s3://{base.bucket}/{key}", "download") from exc
+                    problems.append(FileProblem(f.path, f"s3://{base.bucket}/{key}: missing from the bucket"))
+                    continue
+                except BotoCoreError as exc:
+                    raise translate_error(exc, f"s3://{base.bucket}/{key}", "download") from exc
                 problem = verify_file(partial, f)
                 if problem is not None:
-                    partial.unlink(missing_ok=True)
                     problems.append(FileProblem(f.path, f"s3://{base.bucket}/{key}: {problem.reason}"))
                 else:
                     os.replace(partial, target)
     finally:
         bar.close()
+        for partial in partials:  # bytes that did not verify (or whose download failed) are never kept
+            partial.unlink(missing_ok=True)
     if problems:
         listing = "; ".join(f"{p.path} ({p.reason})" for p in problems[:10])
         raise IntegrityError(f"{uri}: {len(problems)} file(s) do not match the manifest: {listing}", problems)
