@@ -47,7 +47,9 @@ class CacheEntry:
 
     def finish(self, meta: dict[str, Any]) -> None:
         tmp = self.marker.with_suffix(".partial")
-        tmp.write_text(json.dumps(meta, sort_keys=True, default=str, indent=1))
+        # key order kept (no sort_keys): rows rebuilt from the cache must have the columns of a fresh build,
+        # or the table (chunks.parquet) of a rerun would differ from the first build byte for byte
+        tmp.write_text(json.dumps(meta, default=str, indent=1))
         tmp.replace(self.marker)
 
 
