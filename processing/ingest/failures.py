@@ -90,7 +90,8 @@ def classify_download_error(exc: BaseException) -> IngestFailure:
     message = re.sub(r";?\s*please report this issue on .*$", "", message, flags=re.S | re.I)
     message = re.sub(r"\s*\(caused by (<[^>]*>|\w+\(.*\))\)\s*$", "", message, flags=re.S)
     status = _http_status(exc)
-    cls_names = {c.__name__ for c in type(getattr(exc, "exc_info", (None, None))[1] or exc).__mro__}
+    cause = (getattr(exc, "exc_info", None) or (None, None))[1]  # None when raised without exc_info
+    cls_names = {c.__name__ for c in type(cause or exc).__mro__}
     if "GeoRestrictedError" in cls_names:
         return IngestFailure("geo_blocked", message)
     if status == 429:
