@@ -351,8 +351,8 @@ def test_the_report_lists_every_failure_once_and_nothing_escapes_the_build(corpu
 # ----------------------------------------------------------------------------- retry policy, timed
 
 def test_permanent_download_failures_fail_at_once_and_transient_ones_back_off(tmp_path):
-    """With a 4 s backoff, one retry of a permanent failure would take >= 4 s: they must all be
-    done well before; a 429 twice then success must wait for its backoff (0.3 + 0.6 s) and succeed."""
+    """With a 10 s backoff, one retry of a permanent failure would take >= 10 s: all four must be
+    done before; a 429 twice then success must wait for its backoff (0.3 + 0.6 s) and succeed."""
     server = FixtureServer().start()
     try:
         wav = tmp_path / "song.wav"
@@ -361,11 +361,11 @@ def test_permanent_download_failures_fail_at_once_and_transient_ones_back_off(tm
                      server.url("/missing.wav"), server.add("/denied.wav", b"x", "audio/wav", fail_first=[403] * 9)]
         started = time.monotonic()
         result = ingest([SourceSpec(u) for u in permanent],
-                        IngestConfig(retries=5, retry_backoff_s=4.0, socket_timeout_s=5, concurrency=1), tmp_path / "p")
+                        IngestConfig(retries=5, retry_backoff_s=10.0, socket_timeout_s=5, concurrency=1), tmp_path / "p")
         elapsed = time.monotonic() - started
         assert [f.kind for f in result.failures] == ["connection_refused", "unknown_host", "unavailable", "forbidden"]
         assert not any("attempts" in f.reason for f in result.failures)
-        assert elapsed < 4.0, f"permanent failures took {elapsed:.1f} s: something was retried"
+        assert elapsed < 10.0, f"permanent failures took {elapsed:.1f} s: something was retried"
         assert server.hits["/missing.wav"] == 1 and server.hits["/denied.wav"] == 1
 
         busy = server.add("/busy.wav", wav, "audio/wav", fail_first=[429, 429])

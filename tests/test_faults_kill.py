@@ -190,7 +190,7 @@ def _make_publishable(root: Path) -> Path:
     for i in range(30):
         sf.write(str(root / "audio" / f"c{i:02d}.wav"), (rng.standard_normal(24000) * 0.1).astype(np.float32), 24000)
     (root / "data").mkdir()
-    (root / "data" / "train-00000-of-00001.parquet").write_bytes(rng.bytes(16 * 1024 * 1024))  # 4 parts of 5 MiB
+    (root / "data" / "train-00000-of-00001.parquet").write_bytes(rng.bytes(32 * 1024 * 1024))  # 7 parts of 5 MiB
     (root / "report.json").write_text(json.dumps({"settings": {"build": {"name": "mm"}, "version": "v1"}}))
     (root / "config.json").write_text(json.dumps({"build": {"name": "mm"}}))
     return root
@@ -216,7 +216,7 @@ def test_publish_killed_at_several_moments_then_rerun_completes_and_pulls_verifi
         open_before = uploads()
         return lambda: bool(uploads() - open_before)
 
-    # files go up in path order, one at a time: 30 chunks, config.json, the 16 MB Parquet file (multipart), report.json
+    # files go up in path order, one at a time: 30 chunks, config.json, the 32 MB Parquet file (multipart), report.json
     moments: list[tuple[str, Callable[[], Callable[[], bool]]]] = [
         ("first objects landed", lambda: lambda: objects() >= 2),
         ("half the files landed", lambda: lambda: objects() >= 16),
