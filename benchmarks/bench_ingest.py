@@ -77,14 +77,15 @@ def bench_local(n: int, concurrency: int, work: Path) -> None:
 
 
 def bench_fingerprint() -> None:
-    """Cold fpcalc cost per clip (the URL/local figures above reuse 5 contents, so their fingerprints are cached)."""
+    """Cold fingerprint cost per clip: decode + essentia Chromaprinter (the URL/local figures above reuse
+    5 contents, so their fingerprints are cached)."""
     total_audio = total_wall = 0.0
     for name in CLIPS:
         t = time.perf_counter()
         fp = fingerprint_file(AUDIO / name)
         total_wall += time.perf_counter() - t
         total_audio += min(fp.duration_s, 120.0)
-    print(f"fingerprint (fpcalc, first 120 s): {total_wall / len(CLIPS) * 1e3:.0f} ms per clip, "
+    print(f"fingerprint (Chromaprinter, first 120 s): {total_wall / len(CLIPS) * 1e3:.0f} ms per clip, "
           f"{total_audio / total_wall:.0f}x real time")
 
 

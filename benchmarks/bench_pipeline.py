@@ -1,58 +1,213 @@
 #!/usr/bin/env python3
-"""End-to-end build benchmark on the real clips in ../shared/audio.
+"""End-to-end build benchmark: a whole `scripts/build.py` run, measured from outside.
 
-Prints per-stage seconds, audio seconds processed per wall second, and peak memory,
-for a cold build and for a warm rebuild (everything from the cache).
+    python benchmarks/bench_pipeline.py [--songs 16] [--seconds 240] [--model none|offline|htdemucs]
+        [--device cpu|cuda] [--workers 1 2 ...] [--baseline] [--clips] [--warm] [--work DIR]
 
-    python benchmarks/bench_pipeline.py [--model offline|none|htdemucs] [--weights PATH] [--repeat-songs N]
+Songs are synthetic (processing.demo.synth: stereo 44.1 kHz with a sung melody, each song its own seed),
+written once to the work folder; `--clips` uses the real clips of ../shared/audio instead. With
+`--model htdemucs` the model has RANDOM weights of the released htdemucs shape (41,984,456 parameters;
+nothing can be downloaded here): speed and memory are the real model's, its output is meaningless.
+
+For each `--workers` value it runs one cold build (start-up included: a fresh `scripts/build.py`
+process, as a user runs it) and prints: wall seconds and x real time (seconds of input audio per wall
+second), the report's busy seconds per stage (summed over workers), the peak memory of the whole
+process tree (sum of RSS, and of PSS, which counts pages shared between processes once), and on CUDA
+the GPU's busy share (nvidia-smi, sampled every 250 ms). `--baseline` adds the serial reference: the
+first 8 songs with `--workers 1` and one song per model batch. `--warm` also times a rebuild from the
+cache. Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+for extra in (REPO, REPO / "tests"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
 
-from processing.config import load_config  # noqa: E402
-from processing.pipeline import run_build  # noqa: E402
-from processing.types import SourceSpec  # noqa: E402
+from proc_tree import process_tree  # noqa: E402  (tests/)
 
 SHARED = REPO.parent / "shared" / "audio"
+RELEASED_HTDEMUCS = dict(channels=48, depth=4, nfft=4096, bottom_channels=512, dconv_mode=3, t_layers=5,
+                         t_dropout=0.02, segment=Fraction(39, 5))
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def synthetic_songs(folder: Path, count: int, seconds: float) -> list[Path]:
+    """`count` different songs of `seconds` each, written once (FLAC) and reused by later runs."""
+    import soundfile as sf
+
+    from processing.demo.synth import synth_song
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"song-{i:03d}-{int(seconds)}s.flac"
+        if not path.exists():
+            song = synth_song(bpm=90 + (i * 7) % 80, key=["C", "D", "E", "F", "G", "A", "B"][i % 7],
+                              scale="minor" if i % 2 else "major", duration_s=seconds, vocals=True, seed=i,
+                              through_composed=True)
+            tmp = path.with_suffix(".partial.flac")
+            sf.write(str(tmp), song.mix.samples.T, song.mix.sample_rate, subtype="PCM_16")
+            tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def released_shape_weights(folder: Path) -> Path:
+    """A demucs repo folder holding random weights of the released htdemucs shape (made once)."""
+    if not (folder / "htdemucs.yaml").exists():
+        import torch
+        from demucs.htdemucs import HTDemucs
+
+        import tiny_demucs
+
+        torch.manual_seed(0)
+        model = HTDemucs(sources=list(tiny_demucs.SOURCES), **RELEASED_HTDEMUCS).eval()
+        tiny_demucs.save_repo(folder, models=[model])
+    return folder
+
+
+# ----------------------------------------------------------------------------- measuring from outside
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB of one process; (0, 0) once it is gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+class TreeSampler(threading.Thread):
+    """Peak summed RSS and PSS of a process tree, and GPU utilisation samples, every `interval` s."""
+
+    def __init__(self, pid: int, interval: float = 0.25, gpu: bool = False):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.gpu = pid, interval, gpu
+        self.peak_rss_kb = self.peak_pss_kb = 0
+        self.gpu_samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rss = pss = 0
+            for pid in process_tree(self.pid):
+                r, p = _memory_kb(pid)
+                rss, pss = rss + r, pss + p
+            self.peak_rss_kb, self.peak_pss_kb = max(self.peak_rss_kb, rss), max(self.peak_pss_kb, pss)
+            if self.gpu:
+                self.gpu_samples.append(_gpu_busy())
+            self.stop.wait(self.interval)
+
+
+def _gpu_busy() -> float:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5).stdout
+        return float(out.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return float("nan")
+
+
+# ----------------------------------------------------------------------------- one build
+
+
+def run_build(paths: list[Path], work: Path, label: str, args, workers: int, extra: list[str], warm: bool = False) -> dict:
+    sources = work / f"sources-{label}.txt"
+    sources.write_text("".join(f"{p}\n" for p in paths))
+    out = work / f"out-{label}"
+    if not warm:
+        shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out", str(out), "--no-progress",
+           "--model", args.model, "--workers", str(workers), "--set", "ingest.min_duration_s=1", *extra]
+    if args.model not in ("none", "offline"):
+        cmd += ["--weights", str(released_shape_weights(work / "weights")), "--device", args.device]
+    audio_s = 0.0
+    import soundfile as sf
+
+    for p in paths:
+        audio_s += sf.info(str(p)).duration
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = TreeSampler(proc.pid, gpu=args.device.startswith("cuda"))
+    sampler.start()
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        print(output)
+        raise SystemExit(f"build {label} failed with exit code {proc.returncode}")
+    report = json.loads((out / "report.json").read_text())
+    gpu = [g for g in sampler.gpu_samples if g == g]
+    result = {
+        "label": label, "songs": len(paths), "workers": workers, "audio_s": audio_s, "wall_s": wall,
+        "x_real_time": audio_s / wall, "busy_s": report.get("timings_s", {}),
+        "peak_rss_mb": sampler.peak_rss_kb / 1024, "peak_pss_mb": sampler.peak_pss_kb / 1024,
+        "gpu_busy_pct": sum(gpu) / len(gpu) if gpu else None, "chunks": report["counts"].get("chunks_included", 0),
+        "failures": len(report.get("failures", [])),
+    }
+    busy = ", ".join(f"{k} {v:.1f}" for k, v in result["busy_s"].items())
+    gpu_text = f", GPU busy {result['gpu_busy_pct']:.0f} %" if result["gpu_busy_pct"] is not None else ""
+    print(f"{label:<28} {len(paths):3d} songs x {audio_s / len(paths):5.0f} s, workers {workers:2d}: "
+          f"{wall:7.1f} s wall = {result['x_real_time']:7.1f}x real time; peak RSS {result['peak_rss_mb']:6.0f} MB "
+          f"(PSS {result['peak_pss_mb']:6.0f} MB){gpu_text}; {result['chunks']} chunks, {result['failures']} failures",
+          flush=True)
+    print(f"{'':<28} busy s: {busy}", flush=True)
+    return result
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="offline")
-    p.add_argument("--weights")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--songs", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=240.0)
+    p.add_argument("--model", default="none", help="none, offline or htdemucs (random released-shape weights)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the model's device)")
+    p.add_argument("--workers", type=int, nargs="+", default=[os.cpu_count() or 1])
+    p.add_argument("--baseline", action="store_true", help="also the serial reference: 8 songs, 1 worker, 1 song per batch")
+    p.add_argument("--clips", action="store_true", help="the real clips of ../shared/audio instead of synthetic songs")
+    p.add_argument("--warm", action="store_true", help="also rebuild from the cache")
     p.add_argument("--no-analyse", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="passed on to scripts/build.py")
+    p.add_argument("--work", type=Path, help="keeps the synthetic songs and weights between runs")
     args = p.parse_args()
-    clips = sorted(SHARED.glob("*.hq.ogg"))
-    sources = [SourceSpec(str(c)) for c in clips]
-    work = Path(tempfile.mkdtemp(prefix="mm-bench-"))
-    overrides = [f"out_dir={work / 'out'}", f"cache_dir={work / 'cache'}", f"separate.model={args.model}",
-                 "progress=false"]
-    if args.weights:
-        overrides.append(f"separate.weights={args.weights}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths = sorted(SHARED.glob("*.hq.ogg")) if args.clips else synthetic_songs(work / "songs", args.songs, args.seconds)
+    print(f"inputs ready in {time.perf_counter() - t0:.1f} s: {len(paths)} songs; model {args.model} on {args.device}; "
+          f"{os.cpu_count()} CPU cores", flush=True)
+    extra = [a for o in args.overrides for a in ("--set", o)]
     if args.no_analyse:
-        overrides += ["analyse.enabled=false", "build.exports=[]"]
-    try:
-        for label in ("cold", "warm"):
-            t0 = time.perf_counter()
-            result = run_build(load_config(None, overrides), sources)
-            wall = time.perf_counter() - t0
-            audio_s = sum(s for s in [r["duration_s"] for r in result.rows])
-            stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.report.timings_s.items())
-            print(f"{label}: {len(sources)} songs, {len(result.rows)} chunks ({audio_s:.0f} s of output audio) "
-                  f"in {wall:.2f} s wall = {audio_s / wall:.1f}x real time; {stages}")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak RSS: {peak_mb:.0f} MB (model {args.model})")
-    finally:
+        extra += ["--no-analyse"]
+    for workers in args.workers:
+        run_build(paths, work, f"cold-w{workers}", args, workers, extra)
+        if args.warm:
+            run_build(paths, work, f"cold-w{workers}", args, workers, extra, warm=True)
+    if args.baseline:
+        run_build(paths[:8], work, "baseline-serial", args, 1, extra + ["--set", "separate.songs_per_group=1"])
+    if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
 

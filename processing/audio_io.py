@@ -7,7 +7,6 @@ one, otherwise the one the ``imageio-ffmpeg`` wheel ships.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 import subprocess
@@ -113,9 +112,3 @@ def info(path: Path) -> tuple[float, int, int]:
     except (sf.LibsndfileError, RuntimeError, TypeError):
         audio = decode(path)
         return audio.duration_s, audio.sample_rate, audio.channels
-
-
-def rms_db(x: np.ndarray) -> float:
-    """RMS level in dBFS of any array (-inf-safe: silent -> -200)."""
-    energy = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-    return 10.0 * math.log10(energy) if energy > 1e-20 else -200.0

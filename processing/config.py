@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+
+EXECUTORS = ("local",)
 
 
 class ConfigError(ValueError):
@@ -54,15 +58,15 @@ class SeparateConfig:
     model: str = "htdemucs"
     weights: Optional[Path] = None  # a weights file or a folder (demucs local repo)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    batch_segments: int = 8  # segments (from any songs) per forward pass on CUDA (halved on out-of-memory)
+    batch_segments: Optional[int] = None  # segments (from any songs) per forward pass on CUDA; None: 64 (halved on out-of-memory)
     cpu_batch_segments: int = 1  # the same on CPU, where batching measured slower (bigger tensors, no gain)
-    songs_per_group: int = 4  # songs decoded and separated together (memory bound)
+    songs_per_group: int = 4  # songs the model worker holds at once (their segments share batches; bounds memory)
     shifts: int = 1
     overlap: float = 0.25
     keep_stems: bool = False  # also write each stem of every chunk to the build
     instrumental_mode: str = "sum"  # "sum" of non-vocal stems, or "residual" = mix - vocals
     seed: int = 0  # seeds demucs's random time shifts (per song, so outputs never depend on grouping)
-    bf16: bool = False  # bfloat16 autocast for the demucs forward pass (meant for CUDA; small output drift)
+    bf16: Optional[bool] = None  # bfloat16 autocast for the demucs forward pass; None: on for CUDA, off on CPU
 
 
 @dataclass
@@ -115,6 +119,7 @@ class BuildConfig:
     embed_audio: bool = False  # Parquet holds audio bytes (True) or relative paths
     shard_max_mb: int = 500
     exports: list[str] = field(default_factory=lambda: ["parquet", "audiocraft", "hf"])
+    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker)
 
 
 @dataclass
@@ -141,7 +146,7 @@ class PipelineConfig:
     out_dir: Path = Path("build")
     cache_dir: Optional[Path] = None  # default: <out_dir>/.cache
     sources: list[Any] = field(default_factory=list)  # SourceSpec, parsed by processing.ingest.sources
-    workers: int = 2
+    workers: Optional[int] = None  # CPU worker processes (decode, chunk, analyse, ...); None: one per CPU core
     progress: bool = True
     ingest: IngestConfig = field(default_factory=IngestConfig)
     separate: SeparateConfig = field(default_factory=SeparateConfig)
@@ -151,6 +156,10 @@ class PipelineConfig:
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def resolved_cache_dir(self) -> Path:
@@ -163,7 +172,8 @@ class PipelineConfig:
         c, v, s, i, p = self.chunk, self.convert, self.separate, self.ingest, self.publish
         checks = [
             (finite, "every number must be finite (no nan or inf): " + ", ".join(_non_finite(self))),
-            (self.workers >= 1, "workers must be >= 1"),
+            (self.workers is None or self.workers >= 1, "workers must be >= 1"),
+            (self.build.executor in EXECUTORS, f"build.executor must be one of {', '.join(EXECUTORS)}"),
             (c.chunk_s > 0, "chunk.chunk_s must be > 0"),
             (c.tail_policy in ("drop", "pad", "merge"), "chunk.tail_policy must be drop, pad or merge"),
             (c.min_tail_s >= 0, "chunk.min_tail_s must be >= 0"),
@@ -176,7 +186,7 @@ class PipelineConfig:
             (v.subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT"), "convert.subtype must be PCM_16, PCM_24, PCM_32 or FLOAT"),
             (0 < v.peak_limit <= 1.0, "convert.peak_limit must lie in (0, 1]"),
             (s.instrumental_mode in ("sum", "residual"), "separate.instrumental_mode must be sum or residual"),
-            (s.batch_segments >= 1, "separate.batch_segments must be >= 1"),
+            (s.batch_segments is None or s.batch_segments >= 1, "separate.batch_segments must be >= 1"),
             (s.cpu_batch_segments >= 1, "separate.cpu_batch_segments must be >= 1"),
             (s.songs_per_group >= 1, "separate.songs_per_group must be >= 1"),
             (s.shifts >= 0, "separate.shifts must be >= 0"),

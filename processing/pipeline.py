@@ -1,48 +1,220 @@
-"""The whole build: ingest -> separate -> chunk/convert -> analyse/describe -> table -> dataset -> publish.
+"""A build, stage by stage: the table of contents.
 
-Each stage gets only its own config section; stage outputs go through the
-content-addressed cache, so a rerun reuses everything whose input and
-parameters did not change. A failure of one song is recorded and the build
-goes on; nothing already written is lost.
+    stage          function (module)                           record in -> record out
+    1 ingest       iter_ingest (ingest.stream)                 SourceSpec* -> Song | Failure | Duplicate
+    2 separate     separate_on_cpu (separate.stage), or        Song -> Separation -> SeparatedSong
+                   prepare_model_input -> DemucsStream ->
+                   separation_from_model (separate.demucs_separator)
+    3 chunk and    chunk_song (chunk.stage)                    SeparatedSong -> chunk files + record
+    4 convert
+    5 analyse      analyse_song (analyse.analyse)              SeparatedSong + chunks -> SongAnalysis
+    6 describe     describe_chunks (describe.describe)         SongAnalysis -> MusicGen metadata per chunk
+    7 rows         song_rows (here)                            -> one row per chunk, on disk as the song ends
+    8 table and    finish_build (here), build_dataset          rows -> chunks.parquet, data/, hf/, egs/, card
+      dataset      (builders)
+    (publish: scripts/build.py after the build, processing.publish)
+
+The task functions below (``song_task``, ``finish_task``) are what executors run, anywhere: each takes
+one song and a picklable BuildContext and returns a SongOutcome (its rows' file, counts, busy seconds per
+stage, cache use, failures). The stage cache and failure capture wrap the stage functions here; an
+executor (``processing.executors``) only decides where and when tasks run, and feeds the one model
+worker (``DemucsStream``) when the separator is a model.
 """
 from __future__ import annotations
 
 import json
 import logging
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from . import __version__
+from . import __version__, audio_io
 from .cache import StageCache, stable_hash
-from .chunk.stage import ChunkingResult, chunk_song
+from .chunk.stage import STAGE_VERSION as CHUNK_VERSION, ChunkingResult, chunk_params, chunk_song, place_chunks
 from .config import PipelineConfig
-from .ingest.stream import Duplicate, iter_ingest
+from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, SongTasks
+from .progress import BuildProgress
 from .report import BuildReport
-from .separate.base import make_separator
-from .separate.stage import separate_songs
-from .types import Chunk, Failure, SeparatedSong, Song, SourceSpec
+from .separate.base import Separator, make_separator
+from .separate.stage import (STAGE_VERSION as SEPARATE_VERSION, Separation, load_separation, separate_on_cpu,
+                             separation_params, separator_for, write_separation)
+from .types import Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
-ANALYSE_VERSION = "1"
+ANALYSE_VERSION = "2"  # 2: stem levels from separation; song loudness from the chunk stage
+ROWS_DIR = ".rows"  # one JSON-lines file of rows per song, merged into chunks.parquet at the end
 
 
-@dataclass
-class BuildResult:
-    out_dir: Path
-    table_path: Path
-    report_path: Path
-    report: BuildReport
-    rows: list[dict[str, Any]]
+# ----------------------------------------------------------------------------- planning (driver side)
 
 
-def base_row(separated: SeparatedSong, chunk: Chunk, out_dir: Path) -> dict[str, Any]:
+def build_context(cfg: PipelineConfig, separator: Separator) -> BuildContext:
+    model_format = separator.model_format() if getattr(separator, "runs_in_model_worker", False) else None
+    return BuildContext(cfg, Path(cfg.out_dir).resolve(), Path(cfg.resolved_cache_dir).resolve(), separator.name,
+                        separator.cache_params(), model_format)
+
+
+def separation_entry(song: Song, ctx: BuildContext, cache: StageCache):
+    params = {"name": "none"} if song.instrumental else ctx.separator_params
+    return cache.entry("separate", SEPARATE_VERSION, song.content_hash, separation_params(params, ctx.cfg.separate))
+
+
+def needs_model(song: Song, ctx: BuildContext) -> bool:
+    """Whether this song's separation must go through the model worker (not cached, not pass-through)."""
+    return (ctx.model_format is not None and not song.instrumental
+            and not separation_entry(song, ctx, StageCache(ctx.cache_root)).is_done())
+
+
+# ----------------------------------------------------------------------------- tasks (worker side)
+
+
+def _worker_name() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def song_task(song: Song, ctx: BuildContext) -> Union[SongOutcome, NeedsModel]:
+    """A song from ingest to its rows, or to the model worker's door when its separation needs the model."""
+    outcome = SongOutcome(song.song_id, audio_s=song.duration_s, worker=_worker_name())
+    cache = StageCache(ctx.cache_root)
+    entry = separation_entry(song, ctx, cache)
+    if entry.is_done():
+        outcome.cache_use("separate", hit=True)
+        return _rows_task(load_separation(song, entry.path, entry.read_meta()), ctx, outcome)
+    try:
+        with outcome.timed("decode"):
+            mix = audio_io.decode(song.audio_path)
+    except audio_io.AudioDecodeError as exc:
+        outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
+        return outcome
+    if ctx.model_format is not None and not song.instrumental:
+        from .separate.demucs_separator import prepare_model_input
+
+        with outcome.timed("separate (prepare)"):
+            inp = prepare_model_input(mix, *ctx.model_format)
+        return NeedsModel(song, inp, outcome)
+    separator = separator_for(song, make_separator(ctx.cfg.separate))
+    try:
+        with outcome.timed("separate"):
+            separation = separate_on_cpu(mix, separator, ctx.cfg.separate)
+    except (RuntimeError, ValueError) as exc:
+        outcome.failures.append(Failure(song.song_id, "separate", f"{separator.name} failed: {exc}", "separate"))
+        return outcome
+    return _store_then_rows(song, separation, separator.name, ctx, outcome)
+
+
+def finish_task(song: Song, model_output: Any, outcome: SongOutcome, ctx: BuildContext) -> SongOutcome:
+    """A song back from the model worker: to its rows."""
+    from .separate.demucs_separator import separation_from_model
+
+    outcome.worker = _worker_name()
+    with outcome.timed("separate (finish)"):
+        mix = audio_io.decode(song.audio_path) if model_output.instrumental is None else None
+        separation = separation_from_model(model_output, mix)
+    return _store_then_rows(song, separation, ctx.separator_name, ctx, outcome)
+
+
+def model_failure(song: Song, error: BaseException, outcome: SongOutcome) -> SongOutcome:
+    outcome.failures.append(Failure(song.song_id, "separate", f"model failed: {type(error).__name__}: {error}",
+                                    "separate"))
+    return outcome
+
+
+def _store_then_rows(song: Song, separation: Separation, model: str, ctx: BuildContext,
+                     outcome: SongOutcome) -> SongOutcome:
+    cache = StageCache(ctx.cache_root)
+    entry = separation_entry(song, ctx, cache)
+    with outcome.timed("separate (write)"):
+        folder = entry.begin()
+        entry.finish(write_separation(song, separation, model, folder))
+    outcome.cache_use("separate", hit=False)
+    del separation
+    return _rows_task(load_separation(song, entry.path, entry.read_meta()), ctx, outcome)
+
+
+def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome) -> SongOutcome:
+    """Chunk, convert, analyse and describe one separated song; write its rows (failures go to the outcome)."""
+    cfg = ctx.cfg
+    song_id = separated.song.song_id
+    outcome.count("songs_separated")
+    cache = StageCache(ctx.cache_root)
+    try:
+        with outcome.timed("chunk+convert"):
+            params = chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song_id)
+            # The separation entry's folder name is its key: a hash of the source content and separation settings.
+            entry, meta, hit = cache.get_or_compute(
+                "chunk", CHUNK_VERSION, separated.instrumental_path.parent.name, params,
+                lambda folder: chunk_song(separated, cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder))
+            outcome.cache_use("chunk", hit)
+            chunking = place_chunks(separated, meta, entry.path, cfg.convert, ctx.out_dir)
+            chunking.cache_key, chunking.cached = entry.key, hit
+    except Exception as exc:  # one song's failure must not stop the build
+        outcome.failures.append(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
+        return outcome
+    outcome.count("chunks_written", len(chunking.chunks))
+    outcome.count("chunks_silent", len(chunking.skipped_silent))
+    if not chunking.chunks:
+        outcome.failures.append(Failure(song_id, "chunk", f"no chunk: song is {separated.song.duration_s:.1f} s, "
+                                        f"shorter than chunk.min_tail_s={cfg.chunk.min_tail_s:g} s, or silent", "too_short"))
+        return outcome
+    analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
+    song_row: dict[str, Any] = {}
+    song_flags: list[str] = []
+    if cfg.analyse.enabled:
+        try:
+            with outcome.timed("analyse+describe"):
+                analysis_rows, song_row, song_flags = _analyse_and_describe(separated, chunking, cfg, cache, outcome)
+        except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
+            outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
+            song_flags = ["analysis_failed"]
+    rows = song_rows(separated, chunking, analysis_rows, song_row, song_flags, cfg, ctx.out_dir)
+    for row in rows:
+        if row["excluded"]:
+            outcome.excluded.append({"chunk_id": row["chunk_id"], "reason": row["exclude_reason"]})
+        outcome.written.append(row["audio_path"])
+        outcome.written.extend(json.loads(row["stem_paths"]).values())
+    outcome.chunks = len(rows)
+    outcome.rows_file = write_rows(ctx.out_dir, song_id, rows)
+    return outcome
+
+
+def _analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig,
+                          cache: StageCache, outcome: SongOutcome) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+    """Per-chunk analysis+description rows, the song row and song flags (cached per song)."""
+    from .analyse.analyse import WholeSong, analyse_song
+    from .describe.describe import describe_chunks
+
+    params = {"analyse": cfg.analyse.__dict__, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
+              "metadata": separated.song.metadata.to_dict(), "model": separated.model}
+
+    def compute(_folder: Path) -> dict[str, Any]:
+        whole = WholeSong(chunking.instrumental_duration_s, chunking.instrumental_loudness_lufs,
+                          chunking.instrumental_peak)
+        analysis = analyse_song(separated, chunking.chunks, cfg.analyse, whole)
+        rows = [dict(r) for r in analysis.chunk_rows()]
+        if cfg.describe.enabled:
+            for row, desc in zip(rows, describe_chunks(separated.song, analysis, chunking.chunks, cfg.describe)):
+                row.update(desc)
+        return {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
+
+    _entry, meta, hit = cache.get_or_compute("analyse", ANALYSE_VERSION, chunking.cache_key, params, compute)
+    outcome.cache_use("analyse", hit)
+    if cfg.describe.enabled:
+        outcome.cache_use("describe", hit)
+    return meta["chunk_rows"], meta["song_row"], meta["song_flags"]
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def base_row(separated: SeparatedSong, chunk, out_dir: Path) -> dict[str, Any]:
     song, meta = separated.song, separated.song.metadata
     return {
         "chunk_id": chunk.chunk_id,
@@ -78,55 +250,100 @@ def base_row(separated: SeparatedSong, chunk: Chunk, out_dir: Path) -> dict[str,
     }
 
 
-def analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig,
-                         cache: StageCache) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """Per-chunk analysis+description rows, the song row and song flags (cached per song)."""
-    from .analyse.analyse import analyse_song
-    from .describe.describe import describe_chunks
-
-    params = {"analyse": cfg.analyse.__dict__, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
-              "metadata": separated.song.metadata.to_dict(), "model": separated.model}
-    entry = cache.entry("analyse", ANALYSE_VERSION, chunking.cache_key, params)
-    if entry.is_done():
-        cache.record("analyse", hit=True)
-        if cfg.describe.enabled:
-            cache.record("describe", hit=True)
-        meta = entry.read_meta()
-        return meta["chunk_rows"], meta["song_row"], meta["song_flags"]
-    analysis = analyse_song(separated, chunking.chunks, cfg.analyse)
-    cache.record("analyse", hit=False)
-    song_row = analysis.song_row()
-    rows = [dict(r) for r in analysis.chunk_rows()]
-    if cfg.describe.enabled:
-        descriptions = describe_chunks(separated.song, analysis, chunking.chunks, cfg.describe)
-        cache.record("describe", hit=False)
-        for row, desc in zip(rows, descriptions):
-            row.update(desc)
-    entry.begin()
-    entry.finish({"chunk_rows": rows, "song_row": song_row, "song_flags": list(analysis.flags)})
-    return rows, song_row, list(analysis.flags)
+def song_rows(separated: SeparatedSong, chunking: ChunkingResult, analysis_rows: list[dict[str, Any]],
+              song_row: dict[str, Any], song_flags: list[str], cfg: PipelineConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """One table row per chunk: source, chunk, song-level and chunk-level analysis, flags and exclusion."""
+    rows = []
+    for chunk, extra in zip(chunking.chunks, analysis_rows):
+        row = base_row(separated, chunk, out_dir)
+        row.update(song_row)
+        row.update(extra)
+        flags = list(dict.fromkeys(list(song_flags) + list(row.get("flags") or [])))
+        row["flags"] = flags
+        row["excluded"] = bool(flags) and (cfg.analyse.exclude_flagged or "analysis_failed" in flags)
+        row["exclude_reason"] = ", ".join(flags) if row["excluded"] else ""
+        rows.append(row)
+    return rows
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> Path:
-    """One Parquet table, a row per chunk; all-null/empty-list columns typed as strings."""
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"chunk_id": pa.array([], pa.string())})
+def write_rows(out_dir: Path, song_id: str, rows: list[dict[str, Any]]) -> str:
+    """One song's rows as JSON lines in the build's hidden rows folder (atomic); returns the relative path."""
+    rel = f"{ROWS_DIR}/{song_id}.jsonl"
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=str) + "\n")
+    tmp.replace(path)
+    return rel
+
+
+def read_rows(out_dir: Path, rel: str) -> list[dict[str, Any]]:
+    with open(out_dir / rel) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _column_types() -> dict[str, str]:
     from .analyse.analyse import COLUMN_TYPES  # Arrow types for analysis columns that may be null in every row
 
+    return COLUMN_TYPES
+
+
+def _typed(schema: pa.Schema) -> pa.Schema:
+    """All-null and empty-list columns get their documented type (or string)."""
+    types = _column_types()
     fields = []
-    for f in table.schema:
-        if pa.types.is_null(f.type) and f.name in COLUMN_TYPES:
-            fields.append(pa.field(f.name, pa.type_for_alias(COLUMN_TYPES[f.name])))
-        elif pa.types.is_null(f.type):
-            fields.append(pa.field(f.name, pa.string()))
+    for f in schema:
+        if pa.types.is_null(f.type):
+            fields.append(pa.field(f.name, pa.type_for_alias(types.get(f.name, "string"))))
         elif pa.types.is_list(f.type) and pa.types.is_null(f.type.value_type):
             fields.append(pa.field(f.name, pa.list_(pa.string())))
         else:
             fields.append(f)
-    table = table.cast(pa.schema(fields))
+    return pa.schema(fields)
+
+
+def write_table(row_files: list[str], out_dir: Path, path: Path) -> Path:
+    """chunks.parquet from the songs' row files, in the given order, one song in memory at a time."""
+    schemas = []
+    for rel in row_files:
+        rows = read_rows(out_dir, rel)
+        if rows:
+            schemas.append(pa.Table.from_pylist(rows).schema)
     tmp = path.with_suffix(".parquet.partial")
-    pq.write_table(table, tmp)
+    if not schemas:
+        pq.write_table(pa.table({"chunk_id": pa.array([], pa.string())}), tmp)
+        tmp.replace(path)
+        return path
+    schema = _typed(pa.unify_schemas(schemas, promote_options="permissive"))
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for rel in row_files:
+            rows = read_rows(out_dir, rel)
+            if rows:
+                writer.write_table(pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows],
+                                                        schema=schema))
     tmp.replace(path)
     return path
+
+
+# ----------------------------------------------------------------------------- the end of a build
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    table_path: Path
+    report_path: Path
+    report: BuildReport
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every chunk row (read from chunks.parquet)."""
+        return pq.read_table(self.table_path).to_pylist()
 
 
 def _remove_stale(out_dir: Path, keep: set[Path]) -> int:
@@ -140,130 +357,41 @@ def _remove_stale(out_dir: Path, keep: set[Path]) -> int:
     return removed
 
 
-def build_version(cfg: PipelineConfig, included: list[dict[str, Any]]) -> str:
+def build_version(cfg: PipelineConfig, included_sha256: list[str]) -> str:
     """The configured version, or <UTC date>-<hash of the included audio and settings>: same content, same version."""
     if cfg.build.version:
         return cfg.build.version
     import datetime
 
-    digest = stable_hash(sorted(r["audio_sha256"] for r in included), cfg.to_dict()["build"], cfg.to_dict()["convert"])
+    digest = stable_hash(sorted(included_sha256), cfg.to_dict()["build"], cfg.to_dict()["convert"])
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y.%m.%d}-{digest[:8]}"
 
 
-def song_rows(separated: SeparatedSong, cfg: PipelineConfig, cache: StageCache, out_dir: Path,
-              report: BuildReport) -> list[dict[str, Any]]:
-    """Chunk, convert, analyse and describe one separated song; its table rows (failures go to the report)."""
-    song_id = separated.song.song_id
-    try:
-        with report.timed("chunk+convert"):
-            chunking = chunk_song(separated, cfg.chunk, cfg.convert, cfg.separate.keep_stems, cache, out_dir)
-    except Exception as exc:  # one song's failure must not stop the build
-        report.fail(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
-        return []
-    report.count("chunks_written", len(chunking.chunks))
-    report.count("chunks_silent", len(chunking.skipped_silent))
-    if not chunking.chunks:
-        report.fail(Failure(song_id, "chunk", f"no chunk: song is {separated.song.duration_s:.1f} s, shorter than "
-                            f"chunk.min_tail_s={cfg.chunk.min_tail_s:g} s, or silent", "too_short"))
-        return []
-    analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
-    song_row: dict[str, Any] = {}
-    song_flags: list[str] = []
-    if cfg.analyse.enabled:
-        try:
-            with report.timed("analyse+describe"):
-                analysis_rows, song_row, song_flags = analyse_and_describe(separated, chunking, cfg, cache)
-        except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
-            report.fail(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
-            song_flags = ["analysis_failed"]
-    rows = []
-    for chunk, extra in zip(chunking.chunks, analysis_rows):
-        row = base_row(separated, chunk, out_dir)
-        row.update(song_row)
-        row.update(extra)
-        flags = list(dict.fromkeys(list(song_flags) + list(row.get("flags") or [])))
-        row["flags"] = flags
-        row["excluded"] = bool(flags) and (cfg.analyse.exclude_flagged or "analysis_failed" in flags)
-        row["exclude_reason"] = ", ".join(flags) if row["excluded"] else ""
-        if row["excluded"]:
-            report.excluded.append({"chunk_id": chunk.chunk_id, "reason": row["exclude_reason"]})
-        rows.append(row)
-    return rows
-
-
-def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
-    cfg.validate()
-    out_dir = Path(cfg.out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache = StageCache(cfg.resolved_cache_dir.resolve())
-    report = BuildReport(out_dir=str(out_dir), settings=cfg.to_dict())
-    report.settings["code_version"] = __version__
-    report.count("sources", len(sources))
-
-    # Load the separator first: missing weights must fail before any download.
-    separator = make_separator(cfg.separate)
-    download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
-    rows: list[dict[str, Any]] = []
-    written: set[Path] = set()
-    bar = tqdm(desc=f"songs ({separator.name})", disable=not cfg.progress, file=sys.stderr, unit="song", leave=False)
-
-    def process_group(group: list[Song]) -> None:
-        with report.timed("separate"):
-            separation = separate_songs(group, separator, cfg.separate, cache,
-                                        songs_per_group=cfg.separate.songs_per_group)
-        report.count("songs_separated", len(separation.separated))
-        for failure in separation.failures:
-            report.fail(failure)
-        for separated in separation.separated:
-            new_rows = song_rows(separated, cfg, cache, out_dir, report)
-            rows.extend(new_rows)
-            for row in new_rows:
-                written.add(out_dir / row["audio_path"])
-                written.update(out_dir / p for p in json.loads(row["stem_paths"]).values())
-            bar.update()
-
-    # Ingest streams songs while later downloads go on; each group of songs is separated,
-    # chunked and analysed as soon as it is complete, so separation never waits for the whole list.
-    group: list[Song] = []
-    stream = iter_ingest(sources, cfg.ingest, download_dir)
-    while True:
-        with report.timed("ingest (waiting for downloads)"):
-            item = next(stream, None)
-        if item is None:
-            break
-        if isinstance(item, Song):
-            report.count("songs_ingested")
-            group.append(item)
-            if len(group) >= cfg.separate.songs_per_group:
-                process_group(group)
-                group = []
-        elif isinstance(item, Duplicate):
-            report.count("duplicates")
-            report.duplicates.append({"song_id": item.song_id, "duplicate_of": item.kept_song_id,
-                                      "item": item.item, "similarity": round(item.similarity, 4)})
-        else:
-            report.fail(item)
-    if group:
-        process_group(group)
-    bar.close()
-
-    included = [r for r in rows if not r["excluded"]]
-    report.count("chunks_included", len(included))
-    report.count("chunks_excluded", len(rows) - len(included))
-    report.count("songs_in_dataset", len({r["song_id"] for r in included}))
-    report.hours["included"] = round(sum(r["duration_s"] for r in included) / 3600.0, 4)
+def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutcome], report: BuildReport) -> BuildResult:
+    """Table, counts, report and dataset exports from the songs' outcomes (given in source order)."""
+    out_dir = ctx.out_dir
+    row_files = [o.rows_file for o in outcomes if o.rows_file]
+    table_path = write_table(row_files, out_dir, out_dir / "chunks.parquet")
+    table = pq.read_table(table_path)
+    names = set(table.column_names)
+    excluded = table.column("excluded").to_pylist() if "excluded" in names else []
+    included_idx = [i for i, e in enumerate(excluded) if not e]
+    included = table.take(pa.array(included_idx, pa.int64())) if included_idx else table.slice(0, 0)
+    report.count("chunks_included", included.num_rows)
+    report.count("chunks_excluded", table.num_rows - included.num_rows)
+    report.count("songs_in_dataset", len(set(included.column("song_id").to_pylist())) if included.num_rows else 0)
+    report.hours["included"] = round(sum(included.column("duration_s").to_pylist()) / 3600.0, 4) if included.num_rows else 0.0
+    written = {out_dir / p for o in outcomes for p in o.written}
     report.count("stale_files_removed", _remove_stale(out_dir, written))
-    if cfg.analyse.enabled and included:
+    if cfg.analyse.enabled and included.num_rows:
         from .analyse.analyse import summarise
 
-        report.distributions = summarise(included)
-
-    report.settings["version"] = build_version(cfg, included)
-    table_path = write_table(rows, out_dir / "chunks.parquet")
+        report.distributions = summarise(included.to_pylist())
+    sha = included.column("audio_sha256").to_pylist() if included.num_rows else []
+    report.settings["version"] = build_version(cfg, sha)
+    del table, included
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    report.cache_hits, report.cache_misses = dict(cache.hits), dict(cache.misses)
     report.write(out_dir)  # the dataset builder reads it; rewritten below with the dataset's figures
-
     if cfg.build.exports:
         with report.timed("dataset"):
             from builders import build_dataset
@@ -274,4 +402,68 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec]) -> BuildResult:
             except Exception as exc:
                 report.fail(Failure(str(out_dir), "build", f"{type(exc).__name__}: {exc}", "build"))
     report_path = report.write(out_dir)
-    return BuildResult(out_dir, table_path, report_path, report, rows)
+    import shutil
+
+    shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)
+    return BuildResult(out_dir, table_path, report_path, report)
+
+
+TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=finish_task, model_failure=model_failure)
+
+
+def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional[Executor] = None) -> BuildResult:
+    """The whole build: ingest's stream through the executor (``build.executor``), then the table and dataset."""
+    import shutil
+
+    from .executors import make_executor
+    from .ingest.stream import Duplicate, iter_ingest
+
+    started = time.perf_counter()
+    cfg.validate()
+    out_dir = Path(cfg.out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(cfg.resolved_cache_dir.resolve())
+    cache.sweep_partials()
+    report = BuildReport(out_dir=str(out_dir), settings=cfg.to_dict())
+    report.settings["code_version"] = __version__
+    report.count("sources", len(sources))
+
+    # Load the separator first: missing weights must fail before any download.
+    separator = make_separator(cfg.separate)
+    if cfg.analyse.enabled:
+        from .analyse.analyse import check_config
+
+        check_config(cfg.analyse)
+    ctx = build_context(cfg, separator)
+    shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)  # rows of an interrupted run are made again
+    executor = executor or make_executor(cfg)
+    download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
+    progress = BuildProgress(len(sources), f"songs ({separator.name})", enabled=cfg.progress)
+    order: list[str] = []
+    outcomes: dict[str, SongOutcome] = {}
+    model = separator if ctx.model_format is not None else None
+    try:
+        for event in executor.run(iter_ingest(sources, cfg.ingest, download_dir), ctx, TASKS, model):
+            if isinstance(event, Song):
+                report.count("songs_ingested")
+                order.append(event.song_id)
+                progress.song_taken()
+            elif isinstance(event, SongOutcome):
+                report.merge(event)
+                outcomes[event.song_id] = event
+                progress.song_done(event.chunks, event.audio_s)
+            elif isinstance(event, Duplicate):
+                report.count("duplicates")
+                report.duplicates.append({"song_id": event.song_id, "duplicate_of": event.kept_song_id,
+                                          "item": event.item, "similarity": round(event.similarity, 4)})
+                progress.skipped()
+            else:
+                report.fail(event)
+                progress.skipped()
+    finally:
+        progress.close()
+    report.wall_s = round(time.perf_counter() - started, 3)
+    result = finish_build(cfg, ctx, [outcomes[s] for s in order if s in outcomes], report)
+    report.wall_s = round(time.perf_counter() - started, 3)
+    result.report_path = report.write(out_dir)
+    return result

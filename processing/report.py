@@ -11,6 +11,16 @@ from typing import Any, Iterator
 from .types import Failure
 
 
+@contextmanager
+def time_into(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of a ``with`` block to ``seconds[stage]`` (exceptions included)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
 @dataclass
 class BuildReport:
     out_dir: str
@@ -19,7 +29,10 @@ class BuildReport:
     failures: list[Failure] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)  # chunk_id, reason
-    timings_s: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)  # busy seconds per stage, summed over workers
+    wall_s: float = 0.0  # the build's wall-clock time, start-up included
+    audio_s: float = 0.0  # seconds of audio of the songs that reached separation
+    workers: dict[str, dict[str, int]] = field(default_factory=dict)  # host:pid -> songs, chunks
     cache_hits: dict[str, int] = field(default_factory=dict)
     cache_misses: dict[str, int] = field(default_factory=dict)
     hours: dict[str, float] = field(default_factory=dict)
@@ -33,13 +46,32 @@ class BuildReport:
     def fail(self, failure: Failure) -> None:
         self.failures.append(failure)
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings_s[stage] = round(self.timings_s.get(stage, 0.0) + time.perf_counter() - start, 3)
+    def merge(self, outcome: Any) -> None:
+        """Add one song's outcome (``executors.base.SongOutcome``): counts, failures, exclusions, busy time."""
+        for name, n in outcome.counts.items():
+            self.count(name, n)
+        self.failures.extend(outcome.failures)
+        self.excluded.extend(outcome.excluded)
+        for stage, seconds in outcome.busy_s.items():
+            self.timings_s[stage] = round(self.timings_s.get(stage, 0.0) + seconds, 3)
+        for target, source in ((self.cache_hits, outcome.cache_hits), (self.cache_misses, outcome.cache_misses)):
+            for stage, n in source.items():
+                target[stage] = target.get(stage, 0) + n
+        if outcome.counts.get("songs_separated"):
+            self.audio_s += outcome.audio_s
+        if outcome.worker:
+            entry = self.workers.setdefault(outcome.worker, {"songs": 0, "chunks": 0})
+            entry["songs"] += 1
+            entry["chunks"] += outcome.chunks
+
+    @property
+    def speed(self) -> float:
+        """Audio seconds per wall second (x real time)."""
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def timed(self, stage: str):
+        """Add the time spent inside the ``with`` block to ``timings_s[stage]``."""
+        return time_into(self.timings_s, stage)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,7 +104,10 @@ class BuildReport:
         hits = sum(self.cache_hits.values())
         misses = sum(self.cache_misses.values())
         lines.append(f"  cache: {hits} stage results reused, {misses} computed")
-        lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
+        lines.append(f"  time: {self.wall_s:.1f} s wall for {self.audio_s / 60:.1f} min of audio = {self.speed:.1f}x real time "
+                     f"({len(self.workers)} worker processes)")
+        if self.timings_s:
+            lines.append("  busy (summed over workers): " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
         if self.failures:
             lines.append(f"  FAILURES ({len(self.failures)}), also in failures.jsonl:")
             for f in self.failures[:20]:

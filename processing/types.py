@@ -98,14 +98,59 @@ class Song:
 
 
 @dataclass
+class StemLevels:
+    """What analysis needs of the stems, without the stems: per-window energies of a separated song.
+
+    Every array holds one value per window of ``window`` samples at ``sample_rate`` (the last window may
+    be shorter), measured on the channel average: ``mix``, each stem's and the instrumental's sum of
+    squares, and ``vocal_dot``, the instrumental's inner product with the vocal stem (None without one).
+    Sums over the windows of a span give the span's stem levels and residual vocal energy exactly when
+    the span starts and ends on window boundaries (30 s chunks on 0.5 s windows do).
+    """
+
+    sample_rate: int
+    window: int
+    frames: int
+    mix: np.ndarray
+    stems: dict[str, np.ndarray]
+    instrumental: np.ndarray
+    vocal_dot: Optional[np.ndarray] = None
+
+    def windows(self, start_s: float, end_s: float) -> tuple[slice, int]:
+        """The windows that cover [start_s, end_s) and how many samples they hold."""
+        first = max(0, int(round(start_s * self.sample_rate)) // self.window)
+        end = min(self.frames, int(round(end_s * self.sample_rate)))
+        last = min(len(self.mix), -(-end // self.window))
+        samples = max(0, min(end, last * self.window) - first * self.window)
+        return slice(first, max(first, last)), samples
+
+    def save(self, path: Path) -> None:
+        arrays = {"mix": self.mix, "instrumental": self.instrumental, **{f"stem_{k}": v for k, v in self.stems.items()}}
+        if self.vocal_dot is not None:
+            arrays["vocal_dot"] = self.vocal_dot
+        meta = np.array([self.sample_rate, self.window, self.frames], dtype=np.int64)
+        with open(path, "wb") as fh:
+            np.savez(fh, meta=meta, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "StemLevels":
+        with np.load(path) as data:
+            rate, window, frames = (int(v) for v in data["meta"])
+            stems = {k[len("stem_"):]: data[k] for k in data.files if k.startswith("stem_")}
+            return cls(rate, window, frames, data["mix"], stems, data["instrumental"],
+                       data["vocal_dot"] if "vocal_dot" in data.files else None)
+
+
+@dataclass
 class SeparatedSong:
-    """Output of separation: the instrumental and (optionally) each stem, on disk."""
+    """Output of separation: the instrumental on disk, per-stem levels, and the stems only when kept."""
 
     song: Song
     instrumental_path: Path  # 24-bit FLAC at the source rate, source channels
-    stem_paths: dict[str, Path]  # stem name -> audio file (same rate as instrumental)
+    stem_paths: dict[str, Path]  # stem name -> audio file (same rate as instrumental); only with keep_stems
     sample_rate: int
     model: str  # e.g. "htdemucs", "offline-repet", "none"
+    levels: Optional[StemLevels] = None  # None when the separator made no stems (model "none")
 
 
 @dataclass

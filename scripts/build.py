@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core)")
     p.add_argument("--keep-stems", action="store_true", help="also write each stem of every chunk")
     p.add_argument("--chunk-seconds", type=float, help="chunk length in seconds (default 30)")
     p.add_argument("--tail-policy", choices=["drop", "pad", "merge"], help="what to do with a short last chunk")
@@ -64,7 +65,7 @@ def build_config(args: argparse.Namespace, embedded: dict) -> dict:
         "chunk.chunk_s": args.chunk_seconds, "chunk.tail_policy": args.tail_policy,
         "convert.sample_rate": args.sample_rate, "convert.channels": args.channels, "convert.format": args.format,
         "publish.s3_uri": args.publish, "publish.endpoint_url": args.endpoint_url, "publish.hub_repo": args.hub_repo,
-        "build.version": args.build_version, "cache_dir": args.cache_dir,
+        "build.version": args.build_version, "cache_dir": args.cache_dir, "workers": args.workers,
     }
     if args.demo:
         data.setdefault("separate", {}).setdefault("model", "offline")

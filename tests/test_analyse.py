@@ -18,6 +18,7 @@ from processing.analyse.features import measure, to_mono
 from processing.demo.synth import synth_song
 from processing.analyse.tagger import TaggerUnavailable, labels_to_vocabulary, make_tagger
 from processing.demo.testsignals import chord_progression, click_track
+from processing.separate.levels import stem_levels
 from processing.types import AudioData, Chunk, SeparatedSong, Song, SongMetadata
 
 CFG = AnalyseConfig()
@@ -39,10 +40,12 @@ def make_song(
     model: str = "htdemucs",
     song_id: str = "s1",
 ) -> tuple[SeparatedSong, list[Chunk]]:
-    """Write the files a separated, chunked song has on disk (chunks as 32 kHz mono wav)."""
+    """Write the files a separated, chunked song has on disk (chunks as 32 kHz mono wav) and measure
+    the stem levels as separation does."""
     src = audio_io.write(tmp / f"{song_id}.flac", mix)
     song = Song(song_id, src, metadata or SongMetadata(), "0" * 64, mix.duration_s, mix.sample_rate, mix.channels)
-    stem_paths = {n: audio_io.write(tmp / f"{song_id}_{n}.flac", s) for n, s in stems.items()}
+    levels = stem_levels(mix.samples, {n: s.samples for n, s in stems.items()}, instrumental.samples,
+                         mix.sample_rate) if stems else None
     inst_path = audio_io.write(tmp / f"{song_id}_instrumental.flac", instrumental)
     chunks = []
     mono32 = to_mono(instrumental, 32000)
@@ -54,7 +57,7 @@ def make_song(
             Chunk(f"{song_id}-{i:03d}", song_id, i, start, end, chunk_s, 32000, 1, path, audio_io.file_sha256(path),
                   float(np.abs(samples).max()), -20.0)
         )
-    return SeparatedSong(song, inst_path, stem_paths, mix.sample_rate, model), chunks
+    return SeparatedSong(song, inst_path, {}, mix.sample_rate, model, levels), chunks
 
 
 # ------------------------------------------------------------------ tempo and key

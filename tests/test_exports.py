@@ -160,6 +160,19 @@ def test_audiocraft_reads_manifests_and_sidecars(built):
             assert info.instrument and info.instrument == info.instrument.lower()  # get_keyword ran
 
 
+def test_dset_yaml_has_the_keys_of_audiocrafts_own_dset_configs(built):
+    _, art = built
+    root = _audiocraft_root()
+    default = root / "config" / "dset" / "audio" / "default.yaml" if root else None
+    if default is None or not default.is_file():
+        pytest.skip("audiocraft's config folder is not available: set MUSIC_MIXER_AUDIOCRAFT_SRC to its unpacked sdist")
+    theirs = default.read_text()
+    ours = art.audiocraft["yaml"].read_text()
+    assert ours.splitlines()[0] == theirs.splitlines()[0] == "# @package __global__"
+    assert yaml.safe_load(ours).keys() == yaml.safe_load(theirs).keys() == {"datasource"}
+    assert yaml.safe_load(ours)["datasource"].keys() == yaml.safe_load(theirs)["datasource"].keys()
+
+
 # --- Hugging Face folder + transformers ------------------------------------------------------
 
 

@@ -16,12 +16,10 @@ import tiny_demucs  # noqa: E402
 
 from conftest import DRUM_BASS, SONG_WITH_VOCALS, VIBE_ACE_LOWQ  # noqa: E402
 from processing import audio_io  # noqa: E402
-from processing.cache import StageCache  # noqa: E402
 from processing.config import SeparateConfig  # noqa: E402
 from processing.separate.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
 from processing.separate.offline_separator import OfflineSeparator  # noqa: E402
 from processing.separate.base import PassThroughSeparator, SeparatorError, make_separator  # noqa: E402
-from processing.separate.stage import separate_songs  # noqa: E402
 from processing.demo.synth import synth_song  # noqa: E402
 from processing.types import AudioData, Song, SongMetadata  # noqa: E402
 
@@ -266,76 +264,110 @@ def _excerpt(src: Path, dst: Path, start_s: float, length_s: float) -> Path:
                           subtype="PCM_16")
 
 
-class CountingDemucs(DemucsSeparator):
-    """The real separator, counting its calls so the test can see cache hits skip the model."""
+def test_stream_fed_songs_while_it_runs_equals_separate_many(tiny_repo, empty_caches):
+    """The model worker's stream: a second song arrives after the first batch ran, a third has one channel
+    at another rate; each comes back (instrumental and stem levels) as separate_many makes it."""
+    from processing.separate.demucs_separator import prepare_model_input, separation_from_model
+    from processing.separate.levels import stem_levels
 
-    calls = 0
+    cfg = SeparateConfig(weights=tiny_repo, cpu_batch_segments=3, seed=4, device="cpu")
+    sep = DemucsSeparator(cfg)
+    mixes = _mixes([3.1, 2.2], seed=6) + _mixes([1.7], sample_rate=22050, channels=1, seed=7)
+    stream = sep.stream("sum", keep_stems=False)
+    stream.add("a", prepare_model_input(mixes[0], sep.samplerate, sep.audio_channels))
+    results = dict(stream.step())  # one batch of song a alone
+    stream.add("b", prepare_model_input(mixes[1], sep.samplerate, sep.audio_channels))
+    stream.add("c", prepare_model_input(mixes[2], sep.samplerate, sep.audio_channels))
+    while not stream.idle():
+        results.update(stream.step())
+    assert set(results) == {"a", "b", "c"}
+    reference = sep.separate_many(mixes)
+    for key, mix, stems in zip("abc", mixes, reference):
+        got = separation_from_model(results[key], None)
+        expected = sum(stems[n].samples for n in ("drums", "bass", "other"))
+        assert got.instrumental.samples.shape == mix.samples.shape and got.instrumental.sample_rate == mix.sample_rate
+        np.testing.assert_allclose(got.instrumental.samples, expected, atol=1e-4, rtol=0)
+        levels = got.levels
+        assert levels.sample_rate == sep.samplerate and set(levels.stems) == set(sep.stems)
+        # stem levels at the model's rate against the same measure on the stems at the song's rate
+        ref = stem_levels(mix.samples, {n: s.samples for n, s in stems.items()}, expected, mix.sample_rate)
+        for name in sep.stems:
+            ours = 10 * np.log10(levels.stems[name].sum() / levels.mix.sum())
+            theirs = 10 * np.log10(ref.stems[name].sum() / ref.mix.sum())
+            assert ours == pytest.approx(theirs, abs=0.2)
 
-    def separate_many(self, mixes):
-        CountingDemucs.calls += 1
-        return super().separate_many(mixes)
+
+def _build_cfg(tmp_path, *overrides):
+    from processing.config import load_config
+
+    base = [f"out_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}", "analyse.enabled=false",
+            "build.exports=[]", "progress=false", "ingest.min_duration_s=1", "chunk.chunk_s=1", "chunk.min_tail_s=0.5",
+            "workers=2"]
+    return load_config(None, base + list(overrides))
 
 
-def test_separate_songs_writes_stems_and_hits_the_cache(shared_audio, tmp_path, tiny_repo, empty_caches):
-    songs = [
-        _song(_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 3.0), "vocal"),
-        _song(_excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 2.0), "jazz22k"),  # mono 22.05k
-        _song(_excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 5, 2.0), "drums", instrumental=True),
+def test_build_separates_once_keeps_levels_not_stems_and_reuses_the_cache(shared_audio, tmp_path, tiny_repo, empty_caches):
+    from processing.pipeline import run_build
+    from processing.types import SourceSpec, StemLevels
+
+    sources = [
+        SourceSpec(str(_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 3.0))),
+        SourceSpec(str(_excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 2.0))),  # mono 22.05k
+        SourceSpec(str(_excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 5, 2.0)), instrumental=True),
     ]
-    cfg = SeparateConfig(weights=tiny_repo, cpu_batch_segments=4)
-    cache = StageCache(tmp_path / "cache")
-    sep = CountingDemucs(cfg)
-    result = separate_songs(songs, sep, cfg, cache)
-    assert not result.failures and [s.song.song_id for s in result.separated] == ["vocal", "jazz22k", "drums"]
-    assert CountingDemucs.calls == 1  # the two songs to separate went through the model together
-    vocal, jazz, drums = result.separated
-    for item in (vocal, jazz):
-        assert item.model == "htdemucs" and set(item.stem_paths) == {"drums", "bass", "other", "vocals"}
-        mix = audio_io.decode(item.song.audio_path)
-        inst = audio_io.decode(item.instrumental_path)
-        assert inst.samples.shape == mix.samples.shape and inst.sample_rate == mix.sample_rate
-        stems = {n: audio_io.decode(p) for n, p in item.stem_paths.items()}
-        rest = sum(stems[n].samples for n in ("drums", "bass", "other"))
-        np.testing.assert_allclose(inst.samples, rest, atol=5e-6 * 3 + 1e-6)  # 24-bit FLAC rounding per stem
-        assert sf.info(str(item.instrumental_path)).subtype == "PCM_24"
-    assert drums.model == "none" and drums.stem_paths == {}
-    np.testing.assert_allclose(audio_io.decode(drums.instrumental_path).samples,
-                               audio_io.decode(songs[2].audio_path).samples, atol=1e-4)
-    assert cache.misses["separate"] == 3 and "separate" not in cache.hits
+    cfg = _build_cfg(tmp_path, f"separate.weights={tiny_repo}", "separate.cpu_batch_segments=4")
+    first = run_build(cfg, sources)
+    assert not first.report.failures and first.report.cache_misses["separate"] == 3
+    models = {r["source_title"]: r["separation_model"] for r in first.rows}
+    assert models == {"vocal": "htdemucs", "jazz22k": "htdemucs", "drums": "none"}
+    entries = sorted((tmp_path / "cache" / "separate").glob("*/*/done.json"))
+    assert len(entries) == 3
+    for marker in entries:
+        folder = marker.parent
+        assert not (folder / "stems").exists()  # no stems without keep_stems
+        inst = sf.info(str(folder / "instrumental.flac"))
+        assert inst.subtype == "PCM_24"
+        if (folder / "levels.npz").exists():
+            levels = StemLevels.load(folder / "levels.npz")
+            assert set(levels.stems) == {"drums", "bass", "other", "vocals"} and levels.vocal_dot is not None
+        else:  # the pass-through song: its instrumental is the mix
+            np.testing.assert_allclose(audio_io.decode(folder / "instrumental.flac").samples,
+                                       audio_io.decode(Path(sources[2].location)).samples, atol=1e-4)
+    assert len([m for m in entries if (m.parent / "levels.npz").exists()]) == 2
 
-    again = separate_songs(songs, CountingDemucs(cfg), cfg, cache)
-    assert CountingDemucs.calls == 1, "a cached song went through the model again"
-    assert cache.hits["separate"] == 3 and cache.misses["separate"] == 3
-    assert [s.instrumental_path for s in again.separated] == [s.instrumental_path for s in result.separated]
+    again = run_build(cfg, sources)
+    assert again.report.cache_hits["separate"] == 3 and "separate" not in again.report.cache_misses
+    assert [r["audio_sha256"] for r in again.rows] == [r["audio_sha256"] for r in first.rows]
 
-    # another seed changes the demucs output, hence the key: that song runs again, the pass-through one does not
-    cfg2 = SeparateConfig(weights=tiny_repo, seed=1)
-    separate_songs(songs, CountingDemucs(cfg2), cfg2, cache)
-    assert CountingDemucs.calls == 2 and cache.hits["separate"] == 4
+    # another seed changes the demucs output, hence the key: those songs run again, the pass-through one does not
+    third = run_build(_build_cfg(tmp_path, f"separate.weights={tiny_repo}", "separate.seed=1"), sources)
+    assert third.report.cache_misses["separate"] == 2 and third.report.cache_hits["separate"] == 1
 
 
-def test_offline_separator_in_the_driver_on_a_real_song(shared_audio, tmp_path):
-    song = _song(_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 6.0), "vocal")
-    cfg = SeparateConfig(model="offline", instrumental_mode="residual")
-    result = separate_songs([song], make_separator(cfg), cfg, StageCache(tmp_path / "cache"))
-    assert not result.failures
-    item = result.separated[0]
-    assert item.model == "offline-repet" and set(item.stem_paths) == {"vocals", "other"}
-    mix = audio_io.decode(song.audio_path).samples
-    inst = audio_io.decode(item.instrumental_path).samples
-    vocals = audio_io.decode(item.stem_paths["vocals"]).samples
-    # residual mode: instrumental = mix - vocals (up to the one common gain <= 1 and 24-bit rounding)
-    scale = float(np.dot(inst.ravel(), (mix - vocals).ravel()) / np.dot((mix - vocals).ravel(), (mix - vocals).ravel()))
-    np.testing.assert_allclose(inst, scale * (mix - vocals), atol=1e-4)
-    assert 0.5 < scale <= 1.0
-    assert 0 < np.sqrt(np.mean(vocals ** 2)) < np.sqrt(np.mean(mix ** 2))
+def test_offline_separator_residual_mode_on_a_real_song(shared_audio, tmp_path):
+    from processing.separate.stage import separate_on_cpu
+
+    mix = audio_io.decode(_excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 6.0))
+    cfg = SeparateConfig(model="offline", instrumental_mode="residual", keep_stems=True)
+    separation = separate_on_cpu(mix, make_separator(cfg), cfg)
+    assert set(separation.stems) == {"vocals", "other"}
+    vocals = separation.stems["vocals"].samples
+    # residual mode: instrumental = mix - vocals
+    np.testing.assert_allclose(separation.instrumental.samples, mix.samples - vocals, atol=1e-6)
+    assert 0 < np.sqrt(np.mean(vocals ** 2)) < np.sqrt(np.mean(mix.samples ** 2))
+    assert set(separation.levels.stems) == {"vocals", "other"}
+    assert separate_on_cpu(mix, make_separator(SeparateConfig(model="offline")), SeparateConfig(model="offline")).stems == {}
 
 
 def test_make_separator_none_and_bad_failures_are_reported(tmp_path):
+    from processing.config import load_config
+    from processing.pipeline import build_context, song_task
+
     assert isinstance(make_separator(SeparateConfig(model="none")), PassThroughSeparator)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     song = Song("bad", bad, SongMetadata(), audio_io.file_sha256(bad), 1.0, 44100, 2)
-    cfg = SeparateConfig(model="offline")
-    result = separate_songs([song], make_separator(cfg), cfg, StageCache(tmp_path / "c"))
-    assert not result.separated and result.failures[0].item == "bad" and result.failures[0].kind == "decode"
+    cfg = load_config(None, [f"out_dir={tmp_path / 'out'}", "separate.model=offline"])
+    outcome = song_task(song, build_context(cfg, make_separator(cfg.separate)))
+    [failure] = outcome.failures
+    assert failure.item == "bad" and failure.kind == "decode" and failure.stage == "separate"

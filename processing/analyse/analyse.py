@@ -3,8 +3,9 @@
 Per chunk, on the chunk's own audio (the converted file): tempo and beat
 confidence, key/scale/strength, EBU R128 loudness, danceability, share of
 silence, brightness and a few cues (``processing.analyse.features``); instruments from
-the Demucs stems sliced at the chunk's span, or from cues when there are no
-stems (``processing.analyse.instruments``); residual vocal energy in the instrumental;
+the Demucs stems' energies over the chunk's span (per-window levels measured at
+separation), or from cues when there are no stems
+(``processing.analyse.instruments``); residual vocal energy in the instrumental;
 "is this music?" flags (``processing.analyse.musicness``); derived mood words
 (``processing.analyse.moods``).
 
@@ -26,13 +27,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import soundfile as sf
 
 from .. import audio_io
 from .. import vocabulary
 from ..config import AnalyseConfig
 from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure
-from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_stems, residual_vocal_db
+from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_levels, residual_vocal_db
 from .moods import derive_moods
 from .musicness import music_flags
 from .tagger import Tagger, labels_to_vocabulary, make_tagger
@@ -97,6 +97,19 @@ class ChunkAnalysis:
             }
         )
         return row
+
+
+@dataclass
+class WholeSong:
+    """Song-level measures of the whole instrumental (the chunk stage takes them on the audio it converts)."""
+
+    duration_s: float
+    loudness_lufs: float
+    peak: float
+
+    @classmethod
+    def measure(cls, audio: AudioData) -> "WholeSong":
+        return cls(audio.duration_s, loudness(audio), float(np.abs(audio.samples).max(initial=0.0)))
 
 
 @dataclass
@@ -182,40 +195,6 @@ def analyse_file(path: Path, cfg: AnalyseConfig) -> ChunkAnalysis:
 # ---------------------------------------------------------------- songs
 
 
-class _SpanReader:
-    """Mono spans of a song's files at their own rate; FLAC/WAV are read by seeking, anything else decoded once."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._whole: Optional[np.ndarray] = None
-        try:
-            meta = sf.info(str(self.path))
-            self.rate = int(meta.samplerate)
-            self._seekable = True
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            audio = audio_io.decode(self.path)
-            self.rate, self._whole, self._seekable = audio.sample_rate, audio.samples.mean(axis=0), False
-
-    def span(self, start_s: float, end_s: float, rate: Optional[int] = None) -> np.ndarray:
-        """Mono samples of [start_s, end_s), resampled to `rate` when given and different."""
-        start, stop = int(round(start_s * self.rate)), int(round(end_s * self.rate))
-        if self._whole is not None:
-            mono = self._whole[start:stop]
-        else:
-            data, _ = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)
-            mono = data.mean(axis=1)
-        if rate and rate != self.rate and len(mono):
-            import soxr
-
-            mono = soxr.resample(mono, self.rate, rate).astype(np.float32)
-        return mono
-
-
-def _match(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    n = min(len(a) for a in arrays.values())
-    return {k: a[:n] for k, a in arrays.items()}
-
-
 def _source_words(md: SongMetadata) -> tuple[list[str], list[str], list[str]]:
     """(genres, moods, instruments) the source states, in the vocabulary."""
     tags = [*md.tags, *md.categories, *md.keywords]
@@ -231,7 +210,7 @@ def _tagger(name: str, weights: Optional[str]) -> Tagger:
     return make_tagger(name, Path(weights) if weights else None)
 
 
-def _aggregate(chunks: list[ChunkAnalysis], whole: AudioData) -> Features:
+def _aggregate(chunks: list[ChunkAnalysis], whole: WholeSong) -> Features:
     """Song-level Features from the chunks' (see module docstring)."""
     feats = [c.features for c in chunks]
     weights = np.array([f.duration_s for f in feats], dtype=np.float64)
@@ -244,7 +223,7 @@ def _aggregate(chunks: list[ChunkAnalysis], whole: AudioData) -> Features:
     key, scale = votes.most_common(1)[0][0] if votes else ("", "")
     agreeing = [f.key_strength for f in feats if (f.key, f.scale) == (key, scale)]
     mean = lambda attr: round(float(np.dot(weights, [getattr(f, attr) for f in feats])), 4)  # noqa: E731
-    peak = float(np.abs(whole.samples).max())
+    peak = whole.peak
     return replace(
         feats[0],
         duration_s=whole.duration_s,
@@ -253,7 +232,7 @@ def _aggregate(chunks: list[ChunkAnalysis], whole: AudioData) -> Features:
         key=key,
         scale=scale,
         key_strength=round(float(np.mean(agreeing)), 3) if agreeing else 0.0,
-        loudness_lufs=round(loudness(whole), 2),
+        loudness_lufs=round(whole.loudness_lufs, 2),
         peak=peak,
         peak_db=round(20 * np.log10(peak), 2) if peak > 0 else -200.0,
         **{a: mean(a) for a in ("danceability", "silence_ratio", "brightness_hz", "percussive_ratio", "percussive_flatness", "kick_ratio", "low_harmonic_ratio", "below_1k_ratio", "pulse", "low_energy_ratio")},
@@ -275,14 +254,18 @@ def check_config(cfg: AnalyseConfig) -> None:
         _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
 
 
-def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig) -> SongAnalysis:
-    """Analyse a separated song and its chunks (rows aligned with `chunks`)."""
+def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig,
+                 whole: Optional[WholeSong] = None) -> SongAnalysis:
+    """Analyse a separated song and its chunks (rows aligned with `chunks`).
+
+    ``whole``: the instrumental's duration, loudness and peak when the caller measured them already
+    (the chunk stage does, on the audio it converts); else the instrumental is decoded to measure them.
+    """
     check_config(cfg)
     song = separated.song
-    stems = {n: _SpanReader(p) for n, p in separated.stem_paths.items()}
-    has_instrument_stems = any(n in stems for n in INSTRUMENT_STEMS)
-    mix = _SpanReader(song.audio_path) if stems else None
-    instrumental = _SpanReader(separated.instrumental_path)
+    levels = separated.levels
+    stem_names = set(levels.stems) if levels else set()
+    has_instrument_stems = bool(stem_names & set(INSTRUMENT_STEMS))
     analysed: list[ChunkAnalysis] = []
     for chunk in chunks:
         try:
@@ -291,20 +274,15 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
             raise AnalysisError(f"chunk {chunk.chunk_id} of song {song.song_id}: {exc}") from exc
         result = analyse_audio(audio, cfg, chunk.chunk_id)
         report, residual = result.instruments, None
-        if stems:
-            rate = mix.rate
-            spans = _match({"__mix__": mix.span(chunk.start_s, chunk.end_s), **{n: r.span(chunk.start_s, chunk.end_s, rate) for n, r in stems.items()}})
-            mix_span = spans.pop("__mix__")
-            stem_report = from_stems(mix_span, spans, cfg.stem_presence_db, cfg.silence_db)
+        if levels is not None and levels.stems:
+            stem_report = from_levels(levels, chunk.start_s, chunk.end_s, cfg.stem_presence_db, cfg.silence_db)
             if has_instrument_stems:
                 report = stem_report
             else:  # offline separator: "other" is everything but vocals; instruments from cues, vocals from the stem
                 report = InstrumentReport(report.instruments, stem_report.stem_db, stem_report.source_vocals, "features")
-            if VOCAL_STEM not in spans:
+            if VOCAL_STEM not in stem_names:
                 report.source_vocals = None
-            else:
-                pair = _match({"inst": instrumental.span(chunk.start_s, chunk.end_s, rate), "voc": spans[VOCAL_STEM]})
-                residual = residual_vocal_db(pair["inst"], pair["voc"], rate)
+            residual = residual_vocal_db(levels, chunk.start_s, chunk.end_s)
         flags = list(result.flags)
         # Only a song that had vocals can leave vocals behind: without this gate a soft-mask separator's
         # leakage (drum transients in its "vocals") flags purely instrumental songs.
@@ -312,14 +290,17 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
             flags.append("residual_vocals")
         analysed.append(ChunkAnalysis(chunk.chunk_id, result.features, report, residual, flags, result.feature_moods))
 
-    whole = audio_io.decode(separated.instrumental_path)
+    whole_audio: Optional[AudioData] = None
+    if whole is None or not analysed or cfg.tagger:
+        whole_audio = audio_io.decode(separated.instrumental_path)
+        whole = whole or WholeSong.measure(whole_audio)
     if analysed:
         features = _aggregate(analysed, whole)
         # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
         counts = Counter(flag for c in analysed for flag in set(c.flags))
         song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
     else:  # too short to chunk: measure the song itself
-        single = analyse_audio(whole, cfg, song.song_id)
+        single = analyse_audio(whole_audio, cfg, song.song_id)
         features, song_flags = single.features, single.flags
 
     genres, moods, source_instruments = _source_words(song.metadata)
@@ -327,7 +308,7 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
     mood_source = "metadata" if moods else ""
     if cfg.tagger and (not genres or not moods):
         tagger = _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
-        tag_genres, tag_moods = labels_to_vocabulary(tagger.tag(whole), cfg.tagger_threshold)
+        tag_genres, tag_moods = labels_to_vocabulary(tagger.tag(whole_audio), cfg.tagger_threshold)
         if not genres and tag_genres:
             genres, genre_source = tag_genres, "tagger"
         if not moods and tag_moods:
@@ -351,7 +332,7 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
         mood_source=mood_source,
         instruments=instruments,
         instrument_method="stems" if has_instrument_stems else "features",
-        vocals_in_source=any(c.instruments.source_vocals for c in analysed) if VOCAL_STEM in stems else None,
+        vocals_in_source=any(c.instruments.source_vocals for c in analysed) if VOCAL_STEM in stem_names else None,
         separation_model=separated.model,
         tagger=cfg.tagger,
         flags=sorted(song_flags),

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from ..config import ChunkConfig
-from ..audio_io import rms_db as array_rms_db
+from ..loudness import rms_db as array_rms_db
 from ..types import AudioData, ChunkSpan
 
 _EPS = 1e-6  # seconds; absorbs float error so 120.0 s is exactly 4 chunks of 30 s

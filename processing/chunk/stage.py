@@ -1,9 +1,11 @@
-"""Chunk + convert one separated song into the build, through the stage cache.
+"""Chunk + convert one separated song: the stage function and how its output lands in the build.
 
-The whole instrumental is converted once (so chunk boundaries fall on exact
-samples of the target rate and no resampler edge lands inside the dataset),
-scaled by one song-wide gain when its peak would clip, then cut into spans.
-Chunk files live in the cache and are hard-linked (or copied) into the build.
+The whole instrumental is converted once (so chunk boundaries fall on exact samples of the target
+rate and no resampler edge lands inside the dataset), scaled by one song-wide gain when its peak
+would clip, then cut into spans. ``chunk_song`` writes the chunk files into a folder it is given
+(the caller's cache entry) and returns what it wrote as plain data; ``place_chunks`` hard-links
+(or copies) those files into the build. The same pass measures the whole instrumental's loudness
+and peak, which analysis needs and would otherwise decode the instrumental again for.
 """
 from __future__ import annotations
 
@@ -11,15 +13,16 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import audio_io
-from ..cache import StageCache
-from .spans import cut, is_silent, plan_chunks, rms_db
 from ..config import ChunkConfig, ConvertConfig
-from .convert import peak_safe, to_training_format, write_chunk
+from ..loudness import loudness
 from ..types import Chunk, SeparatedSong
+from .convert import peak_safe, to_training_format, write_chunk
+from .spans import cut, is_silent, plan_chunks, rms_db
 
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: records the instrumental's loudness and peak
 
 
 @dataclass
@@ -30,70 +33,30 @@ class ChunkingResult:
     song_gain: float = 1.0
     cache_key: str = ""
     cached: bool = False
+    instrumental_loudness_lufs: float = 0.0  # the whole instrumental, before conversion
+    instrumental_peak: float = 0.0
+    instrumental_duration_s: float = 0.0
 
 
 def chunk_id_for(song_id: str, index: int) -> str:
     return f"{song_id}-{index:03d}"
 
 
-def _place(src: Path, dest: Path) -> None:
-    """Hard-link a cached file into the build (copy across filesystems)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        if os.path.samefile(src, dest):
-            return
-        dest.unlink()
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
+def chunk_params(chunk_cfg: ChunkConfig, convert_cfg: ConvertConfig, keep_stems: bool, song_id: str) -> dict[str, Any]:
+    """Everything that changes the chunk stage's output (its cache key, with the separation's key)."""
+    return {"chunk": vars(chunk_cfg), "convert": vars(convert_cfg), "keep_stems": keep_stems, "song_id": song_id}
 
 
-def chunk_song(
-    separated: SeparatedSong,
-    chunk_cfg: ChunkConfig,
-    convert_cfg: ConvertConfig,
-    keep_stems: bool,
-    cache: StageCache,
-    out_dir: Path,
-) -> ChunkingResult:
+def chunk_song(separated: SeparatedSong, chunk_cfg: ChunkConfig, convert_cfg: ConvertConfig, keep_stems: bool,
+               folder: Path) -> dict[str, Any]:
+    """Convert, measure and cut one song into ``folder``; return the record of what was written."""
     song = separated.song
-    params = {"chunk": vars(chunk_cfg), "convert": vars(convert_cfg), "keep_stems": keep_stems, "song_id": song.song_id}
-    # The separation entry's folder name is its key: a hash of the source content and separation settings.
-    entry = cache.entry("chunk", STAGE_VERSION, separated.instrumental_path.parent.name, params)
-    result = ChunkingResult(cache_key=entry.key)
-    if entry.is_done():
-        cache.record("chunk", hit=True)
-        result.cached = True
-        meta = entry.read_meta()
-    else:
-        cache.record("chunk", hit=False)
-        meta = _compute(separated, chunk_cfg, convert_cfg, keep_stems, entry)
-    ext = convert_cfg.format
-    for c in meta["chunks"]:
-        dest = out_dir / "audio" / song.song_id / f"{c['chunk_id']}.{ext}"
-        _place(entry.path / c["file"], dest)
-        stems = {}
-        for name, rel in c.get("stems", {}).items():
-            stem_dest = out_dir / "stems" / song.song_id / c["chunk_id"] / f"{name}.flac"
-            _place(entry.path / rel, stem_dest)
-            stems[name] = stem_dest
-        result.chunks.append(Chunk(
-            chunk_id=c["chunk_id"], song_id=song.song_id, index=c["index"], start_s=c["start_s"], end_s=c["end_s"],
-            duration_s=c["duration_s"], sample_rate=convert_cfg.sample_rate, channels=convert_cfg.channels,
-            audio_path=dest, audio_sha256=c["sha256"], peak=c["peak"], rms_db=c["rms_db"], stem_paths=stems,
-            padded_s=c["padded_s"],
-        ))
-    result.skipped_silent = list(meta["skipped_silent"])
-    result.dropped_tail_s = float(meta["dropped_tail_s"])
-    result.song_gain = float(meta["song_gain"])
-    return result
-
-
-def _compute(separated: SeparatedSong, chunk_cfg: ChunkConfig, convert_cfg: ConvertConfig, keep_stems: bool, entry) -> dict:
-    song = separated.song
-    folder = entry.begin()
-    instrumental = to_training_format(audio_io.decode(separated.instrumental_path), convert_cfg)
+    source = audio_io.decode(separated.instrumental_path)
+    whole = {"instrumental_loudness_lufs": round(loudness(source), 4),
+             "instrumental_peak": float(abs(source.samples).max(initial=0.0)),
+             "instrumental_duration_s": source.duration_s}
+    instrumental = to_training_format(source, convert_cfg)
+    del source
     instrumental, gain = peak_safe(instrumental, convert_cfg.peak_limit)
     stems = {}
     if keep_stems:
@@ -121,7 +84,46 @@ def _compute(separated: SeparatedSong, chunk_cfg: ChunkConfig, convert_cfg: Conv
             audio_io.write(folder / stem_rel, peak_safe(cut(stem, span), 0.999)[0], subtype="PCM_24")
             record["stems"][name] = stem_rel
         chunks.append(record)
-    meta = {"chunks": chunks, "skipped_silent": silent, "song_gain": gain,
-            "dropped_tail_s": max(0.0, instrumental.duration_s - covered), "song_id": song.song_id}
-    entry.finish(meta)
-    return meta
+    return {"chunks": chunks, "skipped_silent": silent, "song_gain": gain,
+            "dropped_tail_s": max(0.0, instrumental.duration_s - covered), "song_id": song.song_id, **whole}
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Hard-link a cached file into the build (copy across filesystems)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if os.path.samefile(src, dest):
+            return
+        dest.unlink()
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def place_chunks(separated: SeparatedSong, meta: dict[str, Any], entry_path: Path, convert_cfg: ConvertConfig,
+                 out_dir: Path) -> ChunkingResult:
+    """Put the chunk files recorded in ``meta`` (under ``entry_path``) into the build; describe them as Chunks."""
+    song = separated.song
+    result = ChunkingResult()
+    for c in meta["chunks"]:
+        dest = out_dir / "audio" / song.song_id / f"{c['chunk_id']}.{convert_cfg.format}"
+        _place(entry_path / c["file"], dest)
+        stems = {}
+        for name, rel in c.get("stems", {}).items():
+            stem_dest = out_dir / "stems" / song.song_id / c["chunk_id"] / f"{name}.flac"
+            _place(entry_path / rel, stem_dest)
+            stems[name] = stem_dest
+        result.chunks.append(Chunk(
+            chunk_id=c["chunk_id"], song_id=song.song_id, index=c["index"], start_s=c["start_s"], end_s=c["end_s"],
+            duration_s=c["duration_s"], sample_rate=convert_cfg.sample_rate, channels=convert_cfg.channels,
+            audio_path=dest, audio_sha256=c["sha256"], peak=c["peak"], rms_db=c["rms_db"], stem_paths=stems,
+            padded_s=c["padded_s"],
+        ))
+    result.skipped_silent = list(meta["skipped_silent"])
+    result.dropped_tail_s = float(meta["dropped_tail_s"])
+    result.song_gain = float(meta["song_gain"])
+    result.instrumental_loudness_lufs = float(meta["instrumental_loudness_lufs"])
+    result.instrumental_peak = float(meta["instrumental_peak"])
+    result.instrumental_duration_s = float(meta["instrumental_duration_s"])
+    return result

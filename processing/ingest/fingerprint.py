@@ -1,13 +1,19 @@
 """Acoustic fingerprints (Chromaprint) to catch the same recording under two URLs or encodings.
 
-Fingerprints come from Chromaprint's ``fpcalc`` (Debian/Ubuntu package
-``libchromaprint-tools``), which decodes any format itself and resamples to
-11 kHz mono, so a 22 kHz mono re-encode and a 44.1 kHz stereo original give
-near-identical fingerprints. Comparing two fingerprints is hand-written here
-(pyacoustid only computes and submits fingerprints; it has no compare): align
-them by the most common offset of exactly equal items, then score
-1 - bit error rate over the overlap. Unrelated audio scores about 0.5,
-re-encodes of the same recording above 0.9.
+Fingerprints come from essentia's ``Chromaprinter``: the Chromaprint library
+(the one ``fpcalc`` wraps, default algorithm) compiled into the essentia wheel
+we already depend on, so no system package, no binary download and no root.
+It returns Chromaprint's compressed fingerprint, the string ``fpcalc`` prints
+without ``-raw``; ``decode_fingerprint`` turns it into the raw uint32 items
+(what ``fpcalc -raw`` prints). Audio is decoded here (soundfile, or ffmpeg
+for other formats), averaged to mono and fed at its own rate; Chromaprint
+resamples to 11 kHz itself, so a 22 kHz mono re-encode and a 44.1 kHz stereo
+original give near-identical fingerprints.
+
+Comparing two fingerprints is hand-written here (pyacoustid only computes and
+submits fingerprints; it has no compare): align them by the most common offset
+of exactly equal items, then score 1 - bit error rate over the overlap.
+Unrelated audio scores about 0.5, re-encodes of the same recording above 0.9.
 
 ``DuplicateIndex`` keeps an inverted index of fingerprint items, so each new
 song is compared only with songs that share items with it (a 5,000-song list
@@ -15,18 +21,23 @@ costs 5,000 lookups, not 12.5 million pairwise comparisons).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-import shutil
-import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import soundfile as sf
+
+from .. import audio_io
 
 ITEM_S = 4096 / 11025 / 3  # seconds per fingerprint item (~0.124 s)
+_MAX_NORMAL = 7  # Chromaprint's compression: a 3-bit value of 7 means "7 + the next 5-bit exception"
 
 
 class FingerprintError(RuntimeError):
@@ -46,33 +57,115 @@ class Fingerprint:
         return cls(float(data["duration_s"]), np.asarray(data["items"], dtype=np.uint32))
 
 
-def fpcalc_exe() -> Optional[str]:
-    return shutil.which("fpcalc")
+@lru_cache(maxsize=1)
+def _essentia_standard():
+    """essentia.standard with its INFO chatter switched off, or None when essentia is missing."""
+    try:
+        import essentia
+
+        essentia.log.infoActive = False
+        import essentia.standard
+    except ImportError:
+        return None
+    return essentia.standard if hasattr(essentia.standard, "Chromaprinter") else None
+
+
+def chromaprint_available() -> bool:
+    """True when essentia's Chromaprinter can be used (essentia is a declared dependency)."""
+    return _essentia_standard() is not None
+
+
+def _unpack(data: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """The first ``count`` ``bits``-bit values packed little-endian (least significant bit first) in ``data``."""
+    flat = np.unpackbits(data, bitorder="little")[: count * bits]
+    return flat.reshape(-1, bits).astype(np.int64) @ (1 << np.arange(bits, dtype=np.int64))
+
+
+def decode_fingerprint(compressed: str) -> tuple[int, np.ndarray]:
+    """Chromaprint's compressed fingerprint (URL-safe base64) -> (algorithm, raw uint32 items).
+
+    Hand-written because the only decoder is libchromaprint's C API (pyacoustid
+    loads it from a system package). The format (Chromaprint's
+    fingerprint_compressor.cpp): byte 0 the algorithm, bytes 1-3 the item
+    count (big endian); then 3-bit values, one per set bit of each item XOR
+    the previous item (the distance from the previous set bit, 1-based), 0
+    ending the item, 7 meaning 7 plus the next 5-bit exception; the 5-bit
+    exceptions follow from the next byte boundary.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(compressed + "=" * (-len(compressed) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not a Chromaprint fingerprint (bad base64: {exc})") from None
+    if len(raw) < 4:
+        raise ValueError(f"not a Chromaprint fingerprint ({len(raw)} bytes, the header alone takes 4)")
+    algorithm, size = raw[0], int.from_bytes(raw[1:4], "big")
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4)
+    if size == 0:
+        return algorithm, np.zeros(0, dtype=np.uint32)
+    normal = _unpack(body, 3, body.size * 8 // 3)
+    ends = np.flatnonzero(normal == 0)
+    if ends.size < size:
+        raise ValueError(f"truncated Chromaprint fingerprint: {ends.size} of {size} items present")
+    ends = ends[:size]
+    normal = normal[: ends[-1] + 1]
+    big = np.flatnonzero(normal == _MAX_NORMAL)
+    if big.size:
+        exceptions = body[(normal.size * 3 + 7) // 8:]
+        if exceptions.size * 8 < big.size * 5:
+            raise ValueError(f"truncated Chromaprint fingerprint: {big.size} exceptions announced, "
+                             f"{exceptions.size * 8 // 5} present")
+        normal[big] += _unpack(exceptions, 5, big.size)
+    item = np.concatenate([[0], np.cumsum(normal == 0)[:-1]])  # which item each value belongs to
+    total = np.cumsum(normal)
+    bit = total - np.concatenate([[0], total[ends[:-1]]])[item]  # 1-based bit position inside its item
+    is_bit = normal != 0
+    if is_bit.any() and bit[is_bit].max() > 32:
+        raise ValueError("corrupt Chromaprint fingerprint: a bit position beyond 32")
+    changes = np.zeros(size, dtype=np.uint64)
+    np.add.at(changes, item[is_bit], np.left_shift(np.uint64(1), (bit[is_bit] - 1).astype(np.uint64)))
+    return algorithm, np.bitwise_xor.accumulate(changes.astype(np.uint32))
+
+
+def _read_mono(path: Path, length_s: float) -> tuple[np.ndarray, int, float]:
+    """(mono float32 of the first ``length_s`` seconds (0 = all), rate, duration of the whole file)."""
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            rate, total = fh.samplerate, fh.frames
+            frames = min(total, int(round(length_s * rate))) if length_s > 0 else total
+            data = fh.read(frames, dtype="float32", always_2d=True)
+        duration = total / float(rate)
+    except (sf.LibsndfileError, RuntimeError, TypeError):  # a format libsndfile lacks: ffmpeg decodes it
+        try:
+            audio = audio_io.decode(path)
+        except audio_io.AudioDecodeError as exc:
+            raise FingerprintError(str(exc)) from None
+        rate, duration = audio.sample_rate, audio.duration_s
+        data = audio.samples.T
+        if length_s > 0:
+            data = data[: int(round(length_s * rate))]
+    return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(rate), duration
 
 
 def fingerprint_file(path: Path, length_s: float = 120.0) -> Fingerprint:
     """Chromaprint fingerprint of the first ``length_s`` seconds (0 = whole file)."""
-    exe = fpcalc_exe()
-    if exe is None:
-        raise FingerprintError("fpcalc not found: install Chromaprint (apt-get install libchromaprint-tools) "
-                               "or set ingest.dedup=false")
-    cmd = [exe, "-raw", "-json", "-length", str(int(length_s)), str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if "Empty fingerprint" in (proc.stderr or ""):  # audio shorter than Chromaprint's ~3 s window
-        return Fingerprint(0.0, np.zeros(0, dtype=np.uint32))
+    es = _essentia_standard()
+    if es is None:
+        raise FingerprintError("essentia's Chromaprinter is not available: pip install essentia "
+                               "(a dependency of this project) or set ingest.dedup=false")
+    mono, rate, duration = _read_mono(Path(path), length_s)
+    if mono.size == 0:
+        raise FingerprintError(f"{path}: no audio to fingerprint")
     try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        detail = (proc.stderr or "").strip().splitlines()
-        raise FingerprintError(f"{path}: fpcalc failed ({detail[-1] if detail else f'exit {proc.returncode}'})") from None
-    items = np.asarray(data.get("fingerprint") or [], dtype=np.uint32)
-    if items.size == 0:
-        raise FingerprintError(f"{path}: fpcalc found no audio to fingerprint")
-    return Fingerprint(float(data.get("duration") or 0.0), items)
+        compressed = es.Chromaprinter(sampleRate=float(rate), maxLength=float(length_s))(mono)
+        _, items = decode_fingerprint(compressed)
+    except (RuntimeError, ValueError) as exc:
+        raise FingerprintError(f"{path}: Chromaprint failed ({exc})") from None
+    # audio shorter than Chromaprint's ~3 s window gives no items: nothing to compare, as fpcalc's "Empty fingerprint"
+    return Fingerprint(duration if items.size else 0.0, items)
 
 
 def cached_fingerprint(path: Path, content_hash: str, cache_dir: Path, length_s: float = 120.0) -> Fingerprint:
-    """fingerprint_file, kept in ``cache_dir/<hash[:2]>/<hash>.json`` so reruns skip fpcalc."""
+    """fingerprint_file, kept in ``cache_dir/<hash[:2]>/<hash>-<length>.json`` so reruns skip decoding."""
     cache = Path(cache_dir) / content_hash[:2] / f"{content_hash}-{int(length_s)}.json"
     if cache.is_file():
         try:

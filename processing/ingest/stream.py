@@ -29,7 +29,7 @@ from .audio_check import check_audio
 from ..config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
-from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, fpcalc_exe
+from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, chromaprint_available
 from .sources import LIST_SUFFIXES, child_spec, expand_local_source, song_id_problem
 from ..types import Failure, SongMetadata, Song, SourceSpec
 
@@ -243,9 +243,9 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
     store = DownloadStore(download_dir)
     failures = FailureLog(download_dir / "failures.jsonl")
     fingerprints: Optional[Path] = download_dir / "fingerprints" if cfg.dedup else None
-    if fingerprints and fpcalc_exe() is None:
-        log.warning("fpcalc (Chromaprint) not found: duplicates are caught by id and content hash only; "
-                    "install libchromaprint-tools to catch re-encodes")
+    if fingerprints and not chromaprint_available():
+        log.warning("essentia's Chromaprinter is not available: duplicates are caught by id and content hash "
+                    "only; pip install essentia (a dependency of this project) to catch re-encodes")
         fingerprints = None
 
     todo: deque[_Item] = deque()

@@ -47,6 +47,9 @@ class SeparatorError(RuntimeError):
 class Separator(Protocol):
     name: str  # recorded in the table, e.g. "htdemucs"
     stems: list[str]  # stem names the separator outputs, "vocals" among them if it separates vocals
+    # True: a model that runs in the executor's one model worker (the GPU's), fed prepared songs
+    # (demucs_separator's three steps); False: cheap enough to run song by song in any CPU worker.
+    runs_in_model_worker: bool
 
     def cache_params(self) -> dict:
         """Everything that changes the output (model, weights signature, shifts, ...)."""
@@ -61,6 +64,7 @@ class PassThroughSeparator:
 
     name: str = "none"
     stems: list[str] = field(default_factory=list)
+    runs_in_model_worker: bool = False
 
     def cache_params(self) -> dict:
         return {"name": self.name}

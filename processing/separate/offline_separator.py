@@ -79,6 +79,7 @@ class OfflineSeparator:
     power: float = 2.0
 
     name: str = "offline-repet"
+    runs_in_model_worker: bool = False  # numpy work, song by song: any CPU worker runs it
 
     def __post_init__(self) -> None:
         self.stems = ["vocals", "other"]

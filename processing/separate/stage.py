@@ -1,96 +1,89 @@
-"""Separation through the stage cache: each song separated once per separator and settings."""
+"""Separation as record functions: mix -> Separation (in memory) -> SeparatedSong (the cache entry on disk).
+
+What the cache keeps per song: the instrumental as 24-bit FLAC at the song's own rate and channels,
+the per-window stem levels that analysis needs (``levels.npz``), and every stem as FLAC only with
+``separate.keep_stems`` (the chunk stage then writes each stem of each chunk). The entry's key is the
+song's content hash plus everything that changes the output (``separation_params``); the executor
+looks entries up and writes them, these functions only compute and write into the folder given.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
 from .. import audio_io
-from ..cache import StageCache
 from ..config import SeparateConfig
-from ..types import AudioData, Failure, SeparatedSong, Song
+from ..types import AudioData, SeparatedSong, Song, StemLevels
 from .base import PassThroughSeparator, Separator, instrumental_from_stems
+from .levels import stem_levels
 
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: levels instead of full stems (stems only with keep_stems)
+LEVELS_FILE = "levels.npz"
+INSTRUMENTAL_FILE = "instrumental.flac"
+
+
+@dataclass
+class Separation:
+    """One song, separated, in memory: the instrumental and stems at the song's rate and channels."""
+
+    instrumental: AudioData
+    levels: Optional[StemLevels]  # None: the separator made no stems
+    stems: dict[str, AudioData] = field(default_factory=dict)  # only with keep_stems
+
+
+def separator_for(song: Song, separator: Separator) -> Separator:
+    """Songs marked ``instrumental`` skip the model, whatever the configured separator."""
+    return PassThroughSeparator() if song.instrumental else separator
+
+
+def separation_params(separator_params: dict[str, Any], cfg: SeparateConfig) -> dict[str, Any]:
+    """Everything that changes a song's separation entry, beyond the song's bytes."""
+    return {"separator": separator_params, "mode": cfg.instrumental_mode, "keep_stems": cfg.keep_stems}
+
+
+def separation_from_stems(mix: AudioData, stems: dict[str, AudioData], cfg: SeparateConfig) -> Separation:
+    """The instrumental (``separate.instrumental_mode``) and the stem levels, from a separator's stems."""
+    instrumental = instrumental_from_stems(mix, stems, cfg.instrumental_mode)
+    levels = stem_levels(mix.samples, {n: s.samples for n, s in stems.items()}, instrumental.samples,
+                         mix.sample_rate) if stems else None
+    return Separation(instrumental, levels, dict(stems) if cfg.keep_stems else {})
+
+
+def separate_on_cpu(mix: AudioData, separator: Separator, cfg: SeparateConfig) -> Separation:
+    """Separate one song with a separator that runs where it is called (none, offline)."""
+    return separation_from_stems(mix, separator.separate_many([mix])[0], cfg)
 
 
 def _scaled(audio: AudioData, gain: float) -> AudioData:
     return audio if gain == 1.0 else AudioData(audio.samples * np.float32(gain), audio.sample_rate)
 
 
-@dataclass
-class SeparationResult:
-    separated: list[SeparatedSong] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
+def write_separation(song: Song, separation: Separation, model: str, folder: Path) -> dict[str, Any]:
+    """Write a song's separation into ``folder``; return the entry's record (its ``done.json``)."""
+    # 24-bit FLAC keeps the cache a third of float WAV's size; one common gain
+    # (only ever < 1) keeps the instrumental and every stem below full scale.
+    audios = [separation.instrumental, *separation.stems.values()]
+    peak = max(float(np.abs(a.samples).max(initial=0.0)) for a in audios)
+    gain = min(1.0, 0.999 / peak) if peak > 0 else 1.0
+    audio_io.write(folder / INSTRUMENTAL_FILE, _scaled(separation.instrumental, gain), subtype="PCM_24")
+    stem_rel = {}
+    for name, audio in separation.stems.items():
+        rel = f"stems/{name}.flac"
+        audio_io.write(folder / rel, _scaled(audio, gain), subtype="PCM_24")
+        stem_rel[name] = rel
+    if separation.levels is not None:
+        separation.levels.save(folder / LEVELS_FILE)
+    return {"model": model, "sample_rate": separation.instrumental.sample_rate, "stems": stem_rel, "gain": gain,
+            "levels": separation.levels is not None, "song_id": song.song_id, "content_hash": song.content_hash}
 
 
-def _load_cached(song: Song, entry) -> SeparatedSong:
-    meta = entry.read_meta()
-    stems = {n: entry.path / rel for n, rel in meta["stems"].items()}
-    return SeparatedSong(song=song, instrumental_path=entry.path / "instrumental.flac", stem_paths=stems,
-                         sample_rate=int(meta["sample_rate"]), model=meta["model"])
-
-
-def separate_songs(
-    songs: list[Song],
-    separator: Separator,
-    cfg: SeparateConfig,
-    cache: StageCache,
-    songs_per_group: int = 4,
-) -> SeparationResult:
-    """Separate every song, reusing cached outputs; songs without work are grouped for batching.
-
-    Songs flagged ``instrumental`` skip the model (pass-through), whatever the separator.
-    """
-    result = SeparationResult()
-    passthrough = PassThroughSeparator()
-    pending: list[tuple[Song, object, Separator]] = []
-    for song in songs:
-        sep = passthrough if song.instrumental else separator
-        params = {"separator": sep.cache_params(), "mode": cfg.instrumental_mode}
-        entry = cache.entry("separate", STAGE_VERSION, song.content_hash, params)
-        if entry.is_done():
-            cache.record("separate", hit=True)
-            result.separated.append(_load_cached(song, entry))
-        else:
-            pending.append((song, entry, sep))
-
-    for sep in {id(s): s for _, _, s in pending}.values():
-        todo = [(song, entry) for song, entry, s in pending if s is sep]
-        for start in range(0, len(todo), max(1, songs_per_group)):
-            group = todo[start:start + songs_per_group]
-            mixes: list[tuple[Song, object, AudioData]] = []
-            for song, entry in group:
-                try:
-                    mixes.append((song, entry, audio_io.decode(song.audio_path)))
-                except audio_io.AudioDecodeError as exc:
-                    result.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
-            if not mixes:
-                continue
-            try:
-                outputs = sep.separate_many([m for _, _, m in mixes])
-            except (RuntimeError, ValueError) as exc:
-                for song, _, _ in mixes:
-                    result.failures.append(Failure(song.song_id, "separate", f"{sep.name} failed: {exc}", "separate"))
-                continue
-            for (song, entry, mix), stems in zip(mixes, outputs):
-                folder = entry.begin()
-                instrumental = instrumental_from_stems(mix, stems, cfg.instrumental_mode)
-                # 24-bit FLAC keeps the cache a third of float WAV's size; one common gain
-                # (only ever < 1) keeps the instrumental and every stem below full scale.
-                peak = max([float(np.abs(instrumental.samples).max(initial=0.0))]
-                           + [float(np.abs(a.samples).max(initial=0.0)) for a in stems.values()])
-                gain = min(1.0, 0.999 / peak) if peak > 0 else 1.0
-                audio_io.write(folder / "instrumental.flac", _scaled(instrumental, gain), subtype="PCM_24")
-                stem_rel = {}
-                for name, audio in stems.items():
-                    rel = f"stems/{name}.flac"
-                    audio_io.write(folder / rel, _scaled(audio, gain), subtype="PCM_24")
-                    stem_rel[name] = rel
-                entry.finish({"model": sep.name, "sample_rate": mix.sample_rate, "stems": stem_rel, "gain": gain,
-                              "song_id": song.song_id, "content_hash": song.content_hash})
-                cache.record("separate", hit=False)
-                result.separated.append(_load_cached(song, entry))
-    order = {s.song_id: i for i, s in enumerate(songs)}
-    result.separated.sort(key=lambda s: order[s.song.song_id])
-    return result
+def load_separation(song: Song, folder: Path, meta: dict[str, Any]) -> SeparatedSong:
+    """The SeparatedSong that a finished entry (``folder`` and its record) describes."""
+    return SeparatedSong(
+        song=song, instrumental_path=folder / INSTRUMENTAL_FILE,
+        stem_paths={n: folder / rel for n, rel in meta["stems"].items()}, sample_rate=int(meta["sample_rate"]),
+        model=meta["model"], levels=StemLevels.load(folder / LEVELS_FILE) if meta.get("levels") else None,
+    )

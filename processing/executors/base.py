@@ -1,0 +1,89 @@
+"""What the pipeline and its executors exchange: a build's context, a song's outcome, the task set.
+
+An executor runs the pipeline's task functions (``SongTasks``) somewhere (worker processes, a Ray
+cluster) and sends back SongOutcomes; it never looks inside a stage. Stages import nothing from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
+
+from ..config import PipelineConfig
+from ..report import time_into
+from ..types import Failure, Song
+
+
+@dataclass
+class BuildContext:
+    """What a task needs besides its song: plain data, so it travels to worker processes and nodes."""
+
+    cfg: PipelineConfig
+    out_dir: Path
+    cache_root: Path
+    separator_name: str
+    separator_params: dict[str, Any]  # the configured separator's cache parameters
+    model_format: Optional[tuple[int, int]] = None  # (rate, channels) when the separator runs in the model worker
+
+
+@dataclass
+class SongOutcome:
+    """What one song's tasks produced: small, sent back to the driver."""
+
+    song_id: str
+    rows_file: Optional[str] = None  # relative to the build folder
+    chunks: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    busy_s: dict[str, float] = field(default_factory=dict)  # seconds spent per stage (summed over workers)
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)  # build files of this song, relative to the build folder
+    audio_s: float = 0.0  # the song's length (for audio-hours-per-hour figures)
+    worker: str = ""  # where it ran (host:pid)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def timed(self, stage: str):
+        """Add the time spent inside the ``with`` block to ``busy_s[stage]``."""
+        return time_into(self.busy_s, stage)
+
+    def cache_use(self, stage: str, hit: bool) -> None:
+        counter = self.cache_hits if hit else self.cache_misses
+        counter[stage] = counter.get(stage, 0) + 1
+
+
+@dataclass
+class NeedsModel:
+    """A song prepared for the model worker (the answer of ``song_task`` when separation must run there)."""
+
+    song: Song
+    model_input: Any  # separate.demucs_separator.ModelInput
+    outcome: SongOutcome
+
+
+@dataclass(frozen=True)
+class SongTasks:
+    """The pipeline's task functions, handed to an executor (module-level functions: they pickle by name).
+
+    - ``needs_model(song, ctx) -> bool``: driver side, cheap: must this song go through the model worker?
+    - ``song_task(song, ctx) -> SongOutcome | NeedsModel``: a CPU worker's whole share of one song.
+    - ``finish_task(song, model_output, outcome, ctx) -> SongOutcome``: after the model worker.
+    - ``model_failure(song, error, outcome) -> SongOutcome``: a song the model worker could not separate.
+    """
+
+    needs_model: Callable[[Song, BuildContext], bool]
+    song_task: Callable[[Song, BuildContext], Union[SongOutcome, NeedsModel]]
+    finish_task: Callable[..., SongOutcome]
+    model_failure: Callable[[Song, BaseException, SongOutcome], SongOutcome]
+
+
+class Executor(Protocol):
+    """Runs every song of ``items`` (ingest's stream) through ``tasks`` and yields, as they happen, the
+    ingest items that are not songs (failures, duplicates), each Song when it is taken in, and each
+    song's SongOutcome. ``model`` is the separator that runs in the model worker, or None."""
+
+    def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
+        ...

@@ -1,0 +1,292 @@
+"""The local executor (the default): every core of one machine, and its GPU, kept busy.
+
+Songs stream through the stages as soon as each is ready:
+- ingest runs in a thread (its downloads on threads of their own) and hands over each song as it is done;
+- CPU work (decode, resample, chunk and encode, analyse, describe, and separation by the ``none`` and
+  ``offline`` separators) runs in a pool of ``workers`` processes (one per core by default). The pool is
+  pebble's: a worker that dies (a crash, the out-of-memory killer) fails only the song it was working on,
+  which the report names, and is replaced;
+- a model separator (Demucs) runs in one model worker thread of this process, on the GPU when there is
+  one. CPU workers prepare the next songs (decode, resample, normalise) while it works and finish the
+  songs it hands back (back to the song's rate, into the cache, then chunk and analyse), so it is fed
+  continuously and batches segments across songs;
+- bounds: at most ``max_in_flight`` songs are between ingest and their rows (ingest waits for a slot),
+  and at most ``separate.songs_per_group`` + 2 songs are prepared for or inside the model worker, so
+  memory does not grow with the number of songs; each song's rows go to disk as soon as it is done.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+from collections import deque
+from typing import Any, Iterable, Iterator, Optional
+
+from ..types import Failure, Song
+from .base import BuildContext, NeedsModel, SongOutcome, SongTasks
+
+log = logging.getLogger("music_mixer")
+
+_END = object()
+PRELOAD = ["processing.executors.warm"]  # imported once by the fork server: workers start warm, in milliseconds
+
+
+def _exit_with(driver_pid: int) -> None:
+    """Exit this worker at once when the build's driver process is gone (a kill -9 of the build): no
+    orphan goes on writing into the cache or the build folder. The worker's parent is the fork server,
+    which lives as long as its children, so the parent-death signal alone cannot do this."""
+    try:
+        import select
+
+        fd = os.pidfd_open(driver_pid)
+        select.select([fd], [], [])  # a pidfd turns readable when its process exits
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                break
+            threading.Event().wait(0.5)
+    os._exit(70)
+
+
+def _init_worker(driver_pid: int) -> None:
+    """In each worker process: die with the driver, and one thread per library (the pool uses every core)."""
+    threading.Thread(target=_exit_with, args=(driver_pid,), name="driver-watch", daemon=True).start()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: also die with the fork server
+        except OSError:
+            pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _mp_context() -> Any:
+    """A fork server (preloaded with the pipeline's imports) where there is one; spawn elsewhere. Never a
+    plain fork: the parent may hold CUDA state and threads."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+_ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                          "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+
+
+def _describe_death(exc: BaseException) -> str:
+    code = getattr(exc, "exitcode", None)
+    if isinstance(code, int) and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: often the out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return f"its worker process died of {name}{hint}"
+    return f"its worker process died (exit code {code})"
+
+
+class _ModelWorker(threading.Thread):
+    """The one thread that runs the model: prepared songs in, separated songs out as events."""
+
+    def __init__(self, model: Any, ctx: BuildContext, events: queue.Queue, capacity: int):
+        super().__init__(name="model-worker", daemon=True)
+        self.stream = model.stream(ctx.cfg.separate.instrumental_mode, ctx.cfg.separate.keep_stems)
+        self.events = events
+        self.capacity = capacity
+        self.inbox: deque = deque()
+        self.cv = threading.Condition()
+        self.stopped = False
+
+    def submit(self, key: Any, model_input: Any) -> None:
+        with self.cv:
+            self.inbox.append((key, model_input))
+            self.cv.notify()
+
+    def stop(self) -> None:
+        with self.cv:
+            self.stopped = True
+            self.cv.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.cv:
+                while not self.stopped and not self.inbox and self.stream.idle():
+                    self.cv.wait()
+                if self.stopped:
+                    return
+                arrivals = []
+                while self.inbox and self.stream.songs_in_flight() + len(arrivals) < self.capacity:
+                    arrivals.append(self.inbox.popleft())
+            for key, model_input in arrivals:
+                try:
+                    self.stream.add(key, model_input)
+                except Exception as exc:  # e.g. out of device memory for this song alone
+                    self.events.put(("model", key, exc))
+            try:
+                for key, result in self.stream.step():
+                    self.events.put(("model", key, result))
+            except Exception as exc:  # the stream itself broke: fail what it held, keep the build going
+                log.exception("model worker failed")
+                self.events.put(("model-broken", None, exc))
+                return
+
+
+class LocalExecutor:
+    """See the module docstring. ``workers``: CPU worker processes; ``max_in_flight``: songs between
+    ingest and their rows (default: two per worker plus the model worker's share)."""
+
+    def __init__(self, workers: int, max_in_flight: Optional[int] = None):
+        self.workers = max(1, int(workers))
+        self.max_in_flight = max_in_flight
+
+    def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
+        from pebble import ProcessExpired, ProcessPool
+
+        model_capacity = ctx.cfg.separate.songs_per_group + 2 if model is not None else 0
+        max_in_flight = self.max_in_flight or 2 * self.workers + model_capacity
+        events: queue.Queue = queue.Queue()
+        slots = threading.Semaphore(max_in_flight)
+        stop_ingest = threading.Event()
+
+        def ingest() -> None:
+            try:
+                for item in items:
+                    if isinstance(item, Song):
+                        while not slots.acquire(timeout=0.5):
+                            if stop_ingest.is_set():
+                                return
+                    if stop_ingest.is_set():
+                        return
+                    events.put(("ingest", None, item))
+            except BaseException as exc:  # the stream itself failed: report it, end the build cleanly
+                events.put(("ingest-error", None, exc))
+            events.put(("ingest-end", None, _END))
+
+        saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
+        os.environ.update(_ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
+        pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
+                           context=_mp_context())
+        worker = _ModelWorker(model, ctx, events, model_capacity) if model is not None else None
+        if worker is not None:
+            worker.start()
+        ingest_thread = threading.Thread(target=ingest, name="ingest", daemon=True)
+        ingest_thread.start()
+
+        songs: dict[str, Song] = {}
+        phase: dict[str, str] = {}  # song id -> "cpu", "prepare", "model" or "finish"
+        model_waiting: deque = deque()  # songs that need the model, not yet given to a CPU worker to prepare
+        model_share = 0  # songs being prepared for, waiting for, or inside the model worker
+        model_error: Optional[BaseException] = None  # the model worker broke: later model songs fail with this
+        outcomes_so_far: dict[str, SongOutcome] = {}  # what a song's first task did, while the model works on it
+        in_flight = 0
+        ingest_done = False
+
+        def schedule(fn, key: str, *args) -> None:
+            future = pool.schedule(fn, args=args)
+            future.add_done_callback(lambda f, key=key: events.put(("task", key, f)))
+
+        def admit_model_songs() -> None:
+            nonlocal model_share
+            while model_waiting and model_share < model_capacity:
+                song = model_waiting.popleft()
+                model_share += 1
+                phase[song.song_id] = "prepare"
+                schedule(tasks.song_task, song.song_id, song, ctx)
+
+        def done(outcome: SongOutcome) -> SongOutcome:
+            nonlocal in_flight
+            in_flight -= 1
+            slots.release()
+            songs.pop(outcome.song_id, None)
+            phase.pop(outcome.song_id, None)
+            return outcome
+
+        def model_failed(song: Song, error: BaseException) -> SongOutcome:
+            so_far = outcomes_so_far.pop(song.song_id, None) or SongOutcome(song.song_id, audio_s=song.duration_s)
+            return done(tasks.model_failure(song, error, so_far))
+
+        try:
+            while not (ingest_done and in_flight == 0):
+                kind, key, payload = events.get()
+                if kind == "ingest":
+                    if not isinstance(payload, Song):
+                        yield payload  # an ingest failure or a duplicate
+                        continue
+                    in_flight += 1
+                    songs[payload.song_id] = payload
+                    yield payload
+                    if model is not None and tasks.needs_model(payload, ctx):
+                        if model_error is not None:
+                            yield model_failed(payload, model_error)
+                        else:
+                            model_waiting.append(payload)
+                            admit_model_songs()
+                    else:
+                        phase[payload.song_id] = "cpu"
+                        schedule(tasks.song_task, payload.song_id, payload, ctx)
+                elif kind == "ingest-end":
+                    ingest_done = True
+                elif kind == "ingest-error":
+                    yield Failure("ingest", "ingest", f"{type(payload).__name__}: {payload}", "error")
+                elif kind == "task":
+                    song = songs[key]
+                    try:
+                        result = payload.result()
+                    except ProcessExpired as exc:
+                        result = SongOutcome(key, audio_s=song.duration_s,
+                                             failures=[Failure(key, "worker", _describe_death(exc), "worker_died")])
+                    except Exception as exc:  # a task's own error that its stages did not catch
+                        result = SongOutcome(key, audio_s=song.duration_s,
+                                             failures=[Failure(key, "worker", f"{type(exc).__name__}: {exc}", "error")])
+                    if phase.get(key) == "prepare":
+                        if isinstance(result, NeedsModel):
+                            if model_error is not None:
+                                model_share -= 1
+                                yield model_failed(song, model_error)
+                                continue
+                            phase[key] = "model"
+                            outcomes_so_far[key] = result.outcome
+                            worker.submit(key, result.model_input)
+                            continue
+                        model_share -= 1  # it left without the model (e.g. its file no longer decodes)
+                        admit_model_songs()
+                    yield done(result)
+                elif kind == "model":
+                    song = songs[key]
+                    model_share -= 1
+                    admit_model_songs()
+                    if isinstance(payload, BaseException):
+                        yield model_failed(song, payload)
+                    else:
+                        phase[key] = "finish"
+                        schedule(tasks.finish_task, key, song, payload, outcomes_so_far.pop(key), ctx)
+                elif kind == "model-broken":
+                    model_error = payload
+                    for key in [k for k, p in phase.items() if p == "model"]:
+                        model_share -= 1
+                        yield model_failed(songs[key], payload)
+                    while model_waiting:
+                        yield model_failed(model_waiting.popleft(), payload)
+        finally:
+            stop_ingest.set()
+            if worker is not None:
+                worker.stop()
+            pool.stop()
+            pool.join()
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
