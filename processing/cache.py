@@ -58,7 +58,9 @@ class CacheEntry:
     def finish(self, meta: dict[str, Any]) -> None:
         if self._work is None:
             raise RuntimeError(f"cache entry {self.stage}/{self.key}: finish() without begin()")
-        (self._work / "done.json").write_text(json.dumps(meta, sort_keys=True, default=str, indent=1))
+        # key order kept (no sort_keys): rows rebuilt from the cache must have the columns of a fresh build,
+        # or the table (chunks.parquet) of a rerun would differ from the first build byte for byte
+        (self._work / "done.json").write_text(json.dumps(meta, default=str, indent=1))
         if self.path.exists() and not self.is_done():  # left by a run of an older layout: not an entry
             shutil.rmtree(self.path, ignore_errors=True)
         try:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from processing.config import ConfigError, apply_override, config_from_dict  # noqa: E402
+from processing.config import ConfigError, apply_override, config_from_dict, read_config_file  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 
 
@@ -58,11 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace, embedded: dict) -> dict:
-    data: dict = {}
-    if args.config:
-        import yaml
-
-        data = yaml.safe_load(args.config.read_text()) or {}
+    data: dict = read_config_file(args.config) if args.config else {}
     for key, value in (embedded or {}).items():  # config: block of the sources file
         data.setdefault(key, value)
     flags = {
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run_build(cfg, sources)
-    except (SeparatorError, TaggerUnavailable, AnalysisError) as exc:
+    except (SeparatorError, ConfigError, TaggerUnavailable, AnalysisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = result.report

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from finetune import FinetuneError  # noqa: E402
+from builders.finetune import FinetuneError  # noqa: E402
 
 TINY_LR, PRETRAINED_LR = 3e-3, 1e-5
 
@@ -69,7 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        from finetune import job as jobs, require_transformers, train
+        from builders.finetune import job as jobs, require_transformers, train
 
         require_transformers()
         cfg = train.TrainConfig(

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DRUM_BASS, REPO, VIBE_ACE
-from finetune import FinetuneError, data, job, models, train
+from builders.finetune import FinetuneError, data, job, models, train
 from processing.config import load_config
 from processing.pipeline import run_build
 from processing.types import SourceSpec
@@ -113,7 +113,7 @@ def test_a_small_musicgen_trains_on_the_built_dataset(small_build, tmp_path):
 )
 def test_training_examples_load_the_same_under_datasets_5(small_build, tmp_path):
     """datasets >= 4 runs no loading script and decodes Audio only with torchcodec: the folder + soundfile route."""
-    check = ("import json, sys; from pathlib import Path; from finetune import data; b = Path(sys.argv[1]); "
+    check = ("import json, sys; from pathlib import Path; from builders.finetune import data; b = Path(sys.argv[1]); "
              "ex = data.examples(data.load_split(b, 'train', 'auto', Path(sys.argv[2])), 32000, 1, b); "
              "print('RESULT' + json.dumps([data.pick_loader('auto', b)] + [[e.chunk_id, e.text, e.audio.tolist()] for e in ex]))")
     proc = subprocess.run([os.environ["MUSIC_MIXER_DS5_PYTHON"], "-c", check, str(small_build), str(tmp_path)],

@@ -19,7 +19,7 @@ import numpy as np
 from . import FinetuneError
 
 log = logging.getLogger(__name__)
-LOADING_SCRIPT = Path(__file__).resolve().parents[1] / "music_mixer_dataset.py"
+LOADING_SCRIPT = Path(__file__).resolve().parents[2] / "music_mixer_dataset.py"
 LOADERS = ("auto", "script", "folder")
 
 
