@@ -195,6 +195,8 @@ class PipelineConfig:
             (0 <= s.overlap < 1, "separate.overlap must lie in [0, 1)"),
             (self.analyse.silence_db <= 0, "analyse.silence_db must be <= 0 (dBFS)"),
             (0 <= self.analyse.tagger_threshold <= 1, "analyse.tagger_threshold must lie in [0, 1]"),
+            (0 <= self.analyse.vocal_threshold <= 1, "analyse.vocal_threshold must lie in [0, 1]"),
+            (self.analyse.tagger_threads >= 1, "analyse.tagger_threads must be >= 1"),
             (self.describe.max_keywords >= 0, "describe.max_keywords must be >= 0"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),
