@@ -92,13 +92,15 @@ class AnalyseConfig:
     enabled: bool = True
     key_profile: str = "shaath"  # essentia KeyExtractor profile (best measured: see processing/features.py)
     stem_presence_db: float = -35.0  # stem present when its RMS is within this of the mix
-    tagger: Optional[str] = None  # "essentia-tf", "python:module:factory" or unset (see processing/tagger.py)
-    tagger_weights: Optional[Path] = None
+    tagger: Optional[str] = "musicnn"  # "musicnn", "essentia-tf", "python:module:factory" or "none" (processing/analyse/tagger.py)
+    tagger_weights: Optional[Path] = None  # musicnn: a folder with MTT_musicnn/ and MSD_musicnn/ (default: the musicnn package)
+    tagger_threads: int = 1  # torch threads for the tagger's inference (analysis runs one worker process per core)
+    vocal_threshold: float = 0.15  # a chunk whose model vocal score is >= this is flagged vocals_heard
     flag_non_music: bool = True
     exclude_flagged: bool = True
     silence_db: float = -60.0  # frames (50 ms) below this dBFS count as silence
     residual_vocal_db: float = -20.0  # vocal energy left in an instrumental above this (dB re. it) is flagged
-    tagger_threshold: float = 0.3  # tagger labels scoring below this are ignored
+    tagger_threshold: float = 0.3  # taggers other than musicnn: labels scoring below this are ignored (musicnn: tag_facts.py)
     derive_moods: bool = True  # derive mood words from features when no source/tagger gives any
 
 
@@ -193,6 +195,8 @@ class PipelineConfig:
             (0 <= s.overlap < 1, "separate.overlap must lie in [0, 1)"),
             (self.analyse.silence_db <= 0, "analyse.silence_db must be <= 0 (dBFS)"),
             (0 <= self.analyse.tagger_threshold <= 1, "analyse.tagger_threshold must lie in [0, 1]"),
+            (0 <= self.analyse.vocal_threshold <= 1, "analyse.vocal_threshold must lie in [0, 1]"),
+            (self.analyse.tagger_threads >= 1, "analyse.tagger_threads must be >= 1"),
             (self.describe.max_keywords >= 0, "describe.max_keywords must be >= 0"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),

@@ -46,7 +46,7 @@ from .types import Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
-ANALYSE_VERSION = "2"  # 2: stem levels from separation; song loudness from the chunk stage
+ANALYSE_VERSION = "3"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model
 ROWS_DIR = ".rows"  # one JSON-lines file of rows per song, merged into chunks.parquet at the end
 
 
@@ -428,7 +428,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
     report.settings["code_version"] = __version__
     report.count("sources", len(sources))
 
-    # Load the separator first: missing weights must fail before any download.
+    # Load the separator and check the tagger first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
     if cfg.analyse.enabled:
         from .analyse.analyse import check_config
