@@ -8,6 +8,12 @@ TORCH_SPEC ?= torch==2.13.0
 # manifests with audiocraft's own data classes (its source, unpacked; its heavy deps are not needed).
 DS5_VENV ?= .venv-ds5
 AUDIOCRAFT_SRC ?= $(VENV)/audiocraft-1.3.0
+# The default tagger's weights ship inside musicnn's wheel; --no-deps because its metadata pins
+# TensorFlow 1 and numpy<1.17, which the PyTorch port (processing/analyse/musicnn.py) does not need.
+MUSICNN_SPEC ?= musicnn==0.1.0
+# The tests compare that port with musicnn's own TensorFlow graph, run in a third, torch-free venv.
+TF_VENV ?= .venv-tf
+TF_SPEC ?= tensorflow-cpu==2.21.0
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +22,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,ray]'
 	touch $@
 
-$(VENV)/.test-extras: $(VENV)/.installed
+$(VENV)/.musicnn: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --no-deps "$(MUSICNN_SPEC)"
+	touch $@
+
+$(VENV)/.test-extras: $(VENV)/.musicnn
+	$(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install -q "$(TF_SPEC)"
 	$(PYTHON) -m venv $(DS5_VENV)
 	$(DS5_VENV)/bin/pip install -q datasets==5.2.0 soundfile
 	$(VENV)/bin/pip download -q --no-deps --no-binary :all: audiocraft==1.3.0 -d $(VENV)/sdists
@@ -24,11 +36,12 @@ $(VENV)/.test-extras: $(VENV)/.installed
 	touch $@
 
 .PHONY: install demo test
-install: $(VENV)/.installed
+install: $(VENV)/.musicnn
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.musicnn
 	$(VENV)/bin/python scripts/build.py --demo
 
 test: $(VENV)/.test-extras
 	MUSIC_MIXER_DS5_PYTHON=$(abspath $(DS5_VENV))/bin/python MUSIC_MIXER_AUDIOCRAFT_SRC=$(abspath $(AUDIOCRAFT_SRC)) \
+		MUSIC_MIXER_TF_PYTHON=$(abspath $(TF_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest -q

@@ -1,7 +1,8 @@
-"""Figures for the analyse stage: speed per 30 s chunk, tempo error and key
-accuracy per KeyExtractor profile on synthetic audio with exact ground truth.
+"""Figures for the analyse stage: speed per 30 s chunk (the tagger's share beside the rest of
+analysis), tempo error and key accuracy per KeyExtractor profile on synthetic audio with exact
+ground truth.
 
-    /work/venv/bin/python benchmarks/bench_analyse.py [--part speed|tempo|keys|all] [--seconds 12]
+    .venv/bin/python benchmarks/bench_analyse.py [--part speed|tagger|tempo|keys|all] [--seconds 12]
 
 Prints figures only; nothing is asserted (unit tests check correctness).
 """
@@ -45,8 +46,27 @@ def _song(tmp: Path, mix: AudioData, stems: dict[str, AudioData], chunk_s: float
     return SeparatedSong(song, inst_path, stem_paths, mix.sample_rate, "htdemucs" if stems else "none"), chunks
 
 
-def speed() -> None:
+def tagger_cost(repeats: int = 3) -> None:
+    """The tagger alone on one 30 s chunk (32 kHz mono, as analysis gets it), one torch thread as in a worker."""
+    from processing.analyse.analyse import _tagger
+
     cfg = AnalyseConfig()
+    name = "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
+    audio = audio_io.decode(SHARED / name) if (SHARED / name).is_file() else synth_song(bpm=120, duration_s=30.0).mix
+    chunk = AudioData(to_mono(audio, 32000)[: 30 * 32000], 32000)
+    t = time.perf_counter()
+    tagger = _tagger(cfg)
+    load = time.perf_counter() - t
+    tagger.tag(chunk)  # warm-up
+    t = time.perf_counter()
+    for _ in range(repeats):
+        tagger.tag(chunk)
+    per_chunk = (time.perf_counter() - t) / repeats
+    print(f"tagger {tagger.name}: load {load:.2f} s once per process; {per_chunk:.2f} s per 30 s chunk "
+          f"({tagger.threads} torch thread; MTT_musicnn + MSD_musicnn, 10 patches each)")
+
+
+def speed() -> None:
     measure(click_track(120, 3.0))  # import and JIT warm-up, not counted
     cases = []
     for name in ("Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg", "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"):
@@ -55,13 +75,17 @@ def speed() -> None:
     s = synth_song(bpm=124, duration_s=120.0, vocals=True)
     cases.append(("synth_song 120 s (4 stems)", s.mix, s.stems))
     for label, mix, stems in cases:
-        with tempfile.TemporaryDirectory() as tmp:
-            sep, chunks = _song(Path(tmp), mix, stems)
-            t = time.perf_counter()
-            analyse_song(sep, chunks, cfg)
-            dt = time.perf_counter() - t
-        audio_s = len(chunks) * 30.0
-        print(f"speed  {label:45s} {len(chunks)} chunks  {dt:6.2f} s  {dt / max(1, len(chunks)):5.2f} s/chunk  {audio_s / dt:5.1f}x real time")
+        for tagger in ("musicnn", "none"):
+            cfg = AnalyseConfig(tagger=tagger)
+            with tempfile.TemporaryDirectory() as tmp:
+                sep, chunks = _song(Path(tmp), mix, stems)
+                analyse_song(sep, chunks[:1], cfg)  # loads the tagger once (as each worker process does)
+                t = time.perf_counter()
+                analyse_song(sep, chunks, cfg)
+                dt = time.perf_counter() - t
+            audio_s = len(chunks) * 30.0
+            print(f"speed  {label:40s} tagger={tagger:7s} {len(chunks)} chunks  {dt:6.2f} s  "
+                  f"{dt / max(1, len(chunks)):5.2f} s/chunk  {audio_s / dt:5.1f}x real time")
     print(f"speed  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -98,9 +122,11 @@ def keys(seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--part", default="all", choices=["speed", "tempo", "keys", "all"])
+    parser.add_argument("--part", default="all", choices=["speed", "tagger", "tempo", "keys", "all"])
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each synthetic signal")
     args = parser.parse_args()
+    if args.part in ("tagger", "speed", "all"):
+        tagger_cost()
     if args.part in ("speed", "all"):
         speed()
     if args.part in ("tempo", "all"):

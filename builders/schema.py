@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: instrument_sources, genre_source, mood_source, vocal_score, tag_scores
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,7 +28,7 @@ STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "string", "int", "float", "bool", "strings" (list<str>), "audio"
+    kind: str  # "string", "int", "float", "bool", "strings" (list<str>), "scores" (list<{tag, score}>), "audio"
     doc: str
     required: bool = False  # must be present in the build's chunks.parquet
 
@@ -39,6 +39,7 @@ _ARROW = {
     "float": pa.float64(),
     "bool": pa.bool_(),
     "strings": pa.list_(pa.string()),
+    "scores": pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float64())])),
     "audio": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
 }
 
@@ -82,7 +83,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("loudness_lufs", "float", "integrated loudness (LUFS)"),
     Column("danceability", "float", "essentia danceability"),
     Column("silence_ratio", "float", "fraction of silent frames"),
-    Column("instruments", "strings", "instruments detected in the chunk (list)"),
+    Column("instruments", "strings", "instruments heard in the chunk (stems, tagger) or named by the user or site (list)"),
+    Column("instrument_sources", "strings", "where each of `instruments` came from: stems, model, features, user or site"),
+    Column("vocal_score", "float", "the tagger's voice score for the chunk (0-1; >= analyse.vocal_threshold is flagged vocals_heard)"),
+    Column("tag_scores", "scores", "every tag the tagger scored, averaged over the chunk (musicnn: mtt:* and msd:*, 100 tags)"),
     Column("flags", "strings", "quality flags raised by analysis"),
     Column("brightness_hz", "float", "spectral centroid (Hz)"),
     Column("percussive_ratio", "float", "share of percussive energy"),
@@ -97,7 +101,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("bpm", "float", "tempo (beats per minute)"),
     Column("genre", "string", "MusicInfo genre"),
     Column("genres", "strings", "every genre found, best first"),
+    Column("genre_source", "string", "where the genre came from: user (sources file), model, site (tags, title)"),
     Column("moods", "strings", "MusicInfo moods"),
+    Column("mood_source", "string", "where the moods came from: user, model, site, or rules (derived from features)"),
     Column("keywords", "strings", "MusicInfo keywords"),
     Column("description", "string", "text description MusicGen is conditioned on"),
     Column("name", "string", "MusicInfo name"),
@@ -143,6 +149,8 @@ def features_dict(sample_rate: int, audio_as_struct: bool = False, channels: int
                 out[c.name].update(mono=False, num_channels=int(channels))
         elif c.kind == "strings":
             out[c.name] = {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}
+        elif c.kind == "scores":
+            out[c.name] = [{"tag": {"dtype": "string", "_type": "Value"}, "score": {"dtype": "float64", "_type": "Value"}}]
         else:
             dtype = {"string": "string", "int": "int64", "float": "float64", "bool": "bool"}[c.kind]
             out[c.name] = {"dtype": dtype, "_type": "Value"}

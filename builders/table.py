@@ -120,6 +120,8 @@ def to_output_row(row: dict[str, Any], split: str, audio: dict[str, Any]) -> dic
     inst = row.get("instrument")
     instruments = _as_list(row.get("instruments")) or _as_list(inst)
     out["instruments"] = instruments
+    sources = _as_list(row.get("instrument_source"))
+    out["instrument_sources"] = sources if sources and instruments and len(sources) == len(instruments) else None
     out["instrument"] = inst if isinstance(inst, str) else (", ".join(instruments) if instruments else None)
     # `key`: analysis may give the tonic alone and the mode in `scale`.
     key, scale = row.get("key"), row.get("scale")
@@ -134,6 +136,8 @@ def to_output_row(row: dict[str, Any], split: str, audio: dict[str, Any]) -> dic
             out[c.name] = int(out[c.name])
         elif c.kind == "float" and out[c.name] is not None:
             out[c.name] = float(out[c.name])
+        elif c.kind == "scores" and out[c.name] is not None:
+            out[c.name] = [{"tag": str(d["tag"]), "score": float(d["score"])} for d in out[c.name]] or None
         elif c.kind == "bool" and out[c.name] is not None:
             out[c.name] = bool(out[c.name])
         elif c.kind == "string" and out[c.name] is not None and not isinstance(out[c.name], str):
@@ -143,7 +147,7 @@ def to_output_row(row: dict[str, Any], split: str, audio: dict[str, Any]) -> dic
     extra = {
         k: _clean(v)
         for k, v in row.items()
-        if k not in COLUMN_NAMES and k not in CONSUMED_INPUT and k not in ("instrument", "instruments")
+        if k not in COLUMN_NAMES and k not in CONSUMED_INPUT and k not in ("instrument", "instruments", "instrument_source")
     }
     out["extra"] = json.dumps(extra, sort_keys=True, default=str) if extra else None
     return out

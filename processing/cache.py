@@ -88,7 +88,9 @@ class CacheEntry:
     def finish(self, meta: dict[str, Any]) -> None:
         if self._work is None:
             raise RuntimeError(f"cache entry {self.stage}/{self.key}: finish() without begin()")
-        (self._work / "done.json").write_text(json.dumps(meta, sort_keys=True, default=str, indent=1))
+        # key order kept (no sort_keys): rows rebuilt from the cache must have the columns of a fresh build,
+        # or the table (chunks.parquet) of a rerun would differ from the first build byte for byte
+        (self._work / "done.json").write_text(json.dumps(meta, default=str, indent=1))
         self._into_place()
         if self.remote is not None:  # every file, then the marker: a reader never sees a done entry half sent
             files = sorted(p for p in self.path.rglob("*") if p.is_file() and p.name != "done.json")

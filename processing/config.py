@@ -7,6 +7,7 @@ receives only its own section. Unknown keys are errors, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -96,13 +97,15 @@ class AnalyseConfig:
     enabled: bool = True
     key_profile: str = "shaath"  # essentia KeyExtractor profile (best measured: see processing/features.py)
     stem_presence_db: float = -35.0  # stem present when its RMS is within this of the mix
-    tagger: Optional[str] = None  # "essentia-tf", "python:module:factory" or unset (see processing/tagger.py)
-    tagger_weights: Optional[Path] = None
+    tagger: Optional[str] = "musicnn"  # "musicnn", "essentia-tf", "python:module:factory" or "none" (processing/analyse/tagger.py)
+    tagger_weights: Optional[Path] = None  # musicnn: a folder with MTT_musicnn/ and MSD_musicnn/ (default: the musicnn package)
+    tagger_threads: int = 1  # torch threads for the tagger's inference (analysis runs one worker process per core)
+    vocal_threshold: float = 0.15  # a chunk whose model vocal score is >= this is flagged vocals_heard
     flag_non_music: bool = True
     exclude_flagged: bool = True
     silence_db: float = -60.0  # frames (50 ms) below this dBFS count as silence
     residual_vocal_db: float = -20.0  # vocal energy left in an instrumental above this (dB re. it) is flagged
-    tagger_threshold: float = 0.3  # tagger labels scoring below this are ignored
+    tagger_threshold: float = 0.3  # taggers other than musicnn: labels scoring below this are ignored (musicnn: tag_facts.py)
     derive_moods: bool = True  # derive mood words from features when no source/tagger gives any
 
 
@@ -176,20 +179,12 @@ class PipelineConfig:
         return f"{str(self.out_dir).rstrip('/')}/.cache" if is_uri(self.out_dir) else Path(self.out_dir) / ".cache"
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first value that cannot work."""
+        """Raise ConfigError naming the first value that cannot work (every section: the whole
+        build, publishing included, is refused before any work rather than failing halfway)."""
+        finite = all(math.isfinite(v) for v in _numbers(self))
+        c, v, s, i, p = self.chunk, self.convert, self.separate, self.ingest, self.publish
         checks = [
-            (self.chunk.chunk_s > 0, "chunk.chunk_s must be > 0"),
-            (self.chunk.tail_policy in ("drop", "pad", "merge"), "chunk.tail_policy must be drop, pad or merge"),
-            (self.chunk.min_tail_s >= 0, "chunk.min_tail_s must be >= 0"),
-            (self.convert.sample_rate >= 8000, "convert.sample_rate must be >= 8000"),
-            (self.convert.channels in (1, 2), "convert.channels must be 1 or 2"),
-            (self.convert.format in ("wav", "flac"), "convert.format must be wav or flac"),
-            (0 < self.convert.peak_limit <= 1.0, "convert.peak_limit must lie in (0, 1]"),
-            (self.separate.instrumental_mode in ("sum", "residual"), "separate.instrumental_mode must be sum or residual"),
-            (self.separate.batch_segments is None or self.separate.batch_segments >= 1,
-             "separate.batch_segments must be >= 1"),
-            (self.separate.cpu_batch_segments >= 1, "separate.cpu_batch_segments must be >= 1"),
-            (self.separate.songs_per_group >= 1, "separate.songs_per_group must be >= 1"),
+            (finite, "every number must be finite (no nan or inf): " + ", ".join(_non_finite(self))),
             (self.workers is None or self.workers >= 1, "workers must be >= 1"),
             (self.build.executor in EXECUTORS, f"build.executor must be one of {', '.join(EXECUTORS)}"),
             (not (is_uri(self.out_dir) and (self.publish.s3_uri or self.publish.hub_repo)),
@@ -197,19 +192,102 @@ class PipelineConfig:
             (not any(is_uri(v) for v in (self.ingest.cache_dir, self.ingest.cookies_file, self.separate.weights,
                                          self.analyse.tagger_weights)),
              "only out_dir and cache_dir may be s3:// URIs (downloads, cookies and weights are local files)"),
+            (c.chunk_s > 0, "chunk.chunk_s must be > 0"),
+            (c.tail_policy in ("drop", "pad", "merge"), "chunk.tail_policy must be drop, pad or merge"),
+            (c.min_tail_s >= 0, "chunk.min_tail_s must be >= 0"),
+            (c.max_merged_s >= c.chunk_s, "chunk.max_merged_s must be >= chunk.chunk_s"),
+            (c.silence_db <= 0, "chunk.silence_db must be <= 0 (dBFS)"),
+            (v.sample_rate >= 8000, "convert.sample_rate must be >= 8000"),
+            (v.sample_rate <= 384000, "convert.sample_rate must be <= 384000"),
+            (v.channels in (1, 2), "convert.channels must be 1 or 2"),
+            (v.format in ("wav", "flac"), "convert.format must be wav or flac"),
+            (v.subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT"), "convert.subtype must be PCM_16, PCM_24, PCM_32 or FLOAT"),
+            (0 < v.peak_limit <= 1.0, "convert.peak_limit must lie in (0, 1]"),
+            (s.instrumental_mode in ("sum", "residual"), "separate.instrumental_mode must be sum or residual"),
+            (s.batch_segments is None or s.batch_segments >= 1, "separate.batch_segments must be >= 1"),
+            (s.cpu_batch_segments >= 1, "separate.cpu_batch_segments must be >= 1"),
+            (s.songs_per_group >= 1, "separate.songs_per_group must be >= 1"),
+            (s.shifts >= 0, "separate.shifts must be >= 0"),
+            (0 <= s.overlap < 1, "separate.overlap must lie in [0, 1)"),
+            (self.analyse.silence_db <= 0, "analyse.silence_db must be <= 0 (dBFS)"),
+            (0 <= self.analyse.tagger_threshold <= 1, "analyse.tagger_threshold must lie in [0, 1]"),
+            (0 <= self.analyse.vocal_threshold <= 1, "analyse.vocal_threshold must lie in [0, 1]"),
+            (self.analyse.tagger_threads >= 1, "analyse.tagger_threads must be >= 1"),
+            (self.describe.max_keywords >= 0, "describe.max_keywords must be >= 0"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),
+            (self.build.shard_max_mb > 0, "build.shard_max_mb must be > 0"),
+            *ingest_checks(i),
+            (p.max_concurrency >= 1, "publish.max_concurrency must be >= 1"),
+            (p.multipart_threshold_mb >= 1, "publish.multipart_threshold_mb must be >= 1"),
+            (p.multipart_chunksize_mb >= 5, "publish.multipart_chunksize_mb must be >= 5 (S3's smallest part)"),
+            (p.max_attempts >= 1, "publish.max_attempts must be >= 1"),
+            (p.retry_mode in ("standard", "adaptive", "legacy"), "publish.retry_mode must be standard, adaptive or legacy"),
+            (p.timeout_s > 0, "publish.timeout_s must be > 0"),
+            (p.hub_commit_max_mb >= 1, "publish.hub_commit_max_mb must be >= 1"),
+            (p.hub_commit_max_files >= 1, "publish.hub_commit_max_files must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        """Plain data for config.json, report.json, build_info.json, the card and the publish manifest:
+        secrets are masked (the password of a proxy URL), so none of those files ever holds one."""
+        data = _to_plain(self)
+        data["ingest"]["proxy"] = redact_url(data["ingest"]["proxy"])
+        return data
 
     def with_absolute_paths(self) -> "PipelineConfig":
         """A copy whose local paths are absolute, so that it means the same on every node of a cluster."""
         return _absolute(self)
+
+
+def redact_url(url: Optional[str]) -> Optional[str]:
+    """``http://user:secret@host:3128`` -> ``http://user:***@host:3128``; anything else unchanged."""
+    if not url or "@" not in url:
+        return url
+    import re
+
+    user_and_password = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
+    if user_and_password != url:
+        return user_and_password
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", url)  # a bare token as the user
+
+
+def ingest_checks(i: IngestConfig) -> list[tuple[bool, str]]:
+    """(ok, message) for every ingest setting; cookies_file and rate_limit included."""
+    return [
+        (i.concurrency >= 1, "ingest.concurrency must be >= 1"),
+        (i.retries >= 0, "ingest.retries must be >= 0"),
+        (i.retry_backoff_s >= 0, "ingest.retry_backoff_s must be >= 0"),
+        (i.sleep_interval_s >= 0, "ingest.sleep_interval_s must be >= 0"),
+        (0 <= i.min_duration_s < i.max_duration_s, "ingest.min_duration_s must lie in [0, max_duration_s)"),
+        (i.playlist_limit is None or i.playlist_limit >= 1, "ingest.playlist_limit must be >= 1 (or unset)"),
+        (0 < i.dedup_threshold <= 1, "ingest.dedup_threshold must lie in (0, 1]"),
+        (i.socket_timeout_s > 0, "ingest.socket_timeout_s must be > 0"),
+        (not i.rate_limit or _byte_rate(str(i.rate_limit)),
+         f"ingest.rate_limit {i.rate_limit!r} is not a byte rate like '2M' or '500K'"),
+        (not i.cookies_file or Path(i.cookies_file).is_file(), f"ingest.cookies_file {i.cookies_file} does not exist"),
+    ]
+
+
+def _byte_rate(text: str) -> bool:
+    from yt_dlp.utils import parse_bytes  # what yt-dlp itself will accept
+
+    return parse_bytes(text) is not None
+
+
+def _numbers(value: Any) -> list[float]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [n for f in dataclasses.fields(value) for n in _numbers(getattr(value, f.name))]
+    return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _non_finite(cfg: "PipelineConfig") -> list[str]:
+    plain = _to_plain(cfg)
+    return [f"{section}.{key}" for section, values in plain.items() if isinstance(values, dict)
+            for key, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
 
 
 def _to_plain(value: Any) -> Any:
@@ -298,18 +376,35 @@ def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
 
 def load_config(path: Optional[Path] = None, overrides: Optional[list[str]] = None) -> PipelineConfig:
     """Read a YAML config (optional) and apply ``section.key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path}: top level must be a mapping")
-        data = loaded
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
     for item in overrides or []:
         apply_override(data, item)
     return config_from_dict(data)
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """'line 3, column 4: expected <block end>, but found ...' from a YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML config file as a mapping, or ConfigError naming the file (and the line of a syntax error)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: not valid YAML at {yaml_error_text(exc)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping of sections (ingest:, chunk:, ...)")
+    return loaded
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -16,11 +16,20 @@ def rms_db(x: np.ndarray) -> float:
     return 10.0 * math.log10(energy) if energy > 1e-20 else -200.0
 
 
+MAX_LOUDNESS_CHANNELS = 5  # pyloudnorm (BS.1770's 5.0 layout: L, R, C, Ls, Rs) measures at most this many
+
+
 def loudness(audio: AudioData) -> float:
-    """EBU R128 integrated loudness (LUFS) with pyloudnorm, over all channels."""
+    """EBU R128 integrated loudness (LUFS) with pyloudnorm, over all channels.
+
+    More than five channels (6-, 8-channel files: layouts pyloudnorm has no weights for) are
+    measured on their mono downmix, the channel average that the dataset's chunks are made of.
+    """
     import pyloudnorm
 
     data = audio.samples.T.astype(np.float64)
+    if data.shape[1] > MAX_LOUDNESS_CHANNELS:
+        data = data.mean(axis=1, keepdims=True)
     block = 0.4
     if audio.duration_s < block:  # pyloudnorm needs one 400 ms block: measure on a zero-padded copy
         data = np.pad(data, ((0, int(block * audio.sample_rate) + 1 - len(data)), (0, 0)))

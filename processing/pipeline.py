@@ -48,7 +48,7 @@ from .types import Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
-ANALYSE_VERSION = "2"  # 2: stem levels from separation; song loudness from the chunk stage
+ANALYSE_VERSION = "3"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model
 SCHEDULING_KEYS = ("executor", "ray_address", "endpoint_url", "region")  # where work runs and files live, never what they hold
 
 
@@ -508,7 +508,7 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
 
     from .ingest.stream import Duplicate, iter_ingest
 
-    # Load the separator first: missing weights must fail before any download.
+    # Load the separator and check the tagger first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
     if cfg.analyse.enabled:
         from .analyse.analyse import check_config

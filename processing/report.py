@@ -90,11 +90,11 @@ class BuildReport:
         return data
 
     def write(self, out_dir: Path) -> Path:
+        """report.json and failures.jsonl, each written whole under a temporary name and renamed into
+        place: a build killed while writing them leaves the previous complete version, never half a file."""
         path = Path(out_dir) / "report.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        with open(Path(out_dir) / "failures.jsonl", "w") as fh:
-            for failure in self.failures:
-                fh.write(json.dumps(failure.to_dict()) + "\n")
+        _write_atomic(path, json.dumps(self.to_dict(), indent=2, default=str))
+        _write_atomic(Path(out_dir) / "failures.jsonl", "".join(json.dumps(f.to_dict()) + "\n" for f in self.failures))
         return path
 
     def summary(self) -> str:
@@ -131,3 +131,9 @@ class BuildReport:
         else:
             lines.append("  failures: none")
         return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)

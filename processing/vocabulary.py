@@ -72,6 +72,8 @@ INSTRUMENTS: dict[str, list[str]] = {
     "organ": ["hammond", "hammond organ", "church organ"],
     "flute": ["flutes", "recorder", "pan flute"],
     "harp": [],
+    "harpsichord": ["cembalo"],
+    "sitar": [],
     "ukulele": ["uke"],
     "banjo": [],
     "accordion": [],

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from processing.config import ConfigError, apply_override, config_from_dict  # noqa: E402
+from processing.config import ConfigError, apply_override, config_from_dict, read_config_file  # noqa: E402
 from processing.executors import make_executor  # noqa: E402
 from processing.storage import is_remote, local_side  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override a config value, e.g. --set convert.sample_rate=16000 (repeatable)")
     p.add_argument("--cache-dir", help="stage cache: a folder or s3://bucket/prefix (default: OUT/.cache)")
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
+    p.add_argument("--tagger", help="genre/mood/instrument/vocal tagger: musicnn (default), none, essentia-tf, python:module:factory")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core; local executor)")
@@ -64,15 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace, embedded: dict) -> dict:
-    data: dict = {}
-    if args.config:
-        import yaml
-
-        data = yaml.safe_load(args.config.read_text()) or {}
+    data: dict = read_config_file(args.config) if args.config else {}
     for key, value in (embedded or {}).items():  # config: block of the sources file
         data.setdefault(key, value)
     flags = {
         "separate.model": args.model, "separate.weights": args.weights, "separate.device": args.device,
+        "analyse.tagger": args.tagger,
         "chunk.chunk_s": args.chunk_seconds, "chunk.tail_policy": args.tail_policy,
         "convert.sample_rate": args.sample_rate, "convert.channels": args.channels, "convert.format": args.format,
         "publish.s3_uri": args.publish, "publish.endpoint_url": args.endpoint_url, "publish.hub_repo": args.hub_repo,
@@ -152,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from processing.analyse.features import AnalysisError
+    from processing.analyse.tagger import TaggerUnavailable
     from processing.pipeline import run_build
     from processing.separate.base import SeparatorError
 
     try:
         result = run_build(cfg, sources, executor)
-    except SeparatorError as exc:
+    except (SeparatorError, ConfigError, TaggerUnavailable, AnalysisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = result.report

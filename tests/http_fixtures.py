@@ -2,8 +2,11 @@
 
 Each route serves bytes (or a file) with a content type; it can answer a
 sequence of error statuses first (``fail_first=[429]``), stall mid-body
-(``stall_after=N`` bytes, until ``release()``), and every request is counted
-per path so tests can prove what was (not) fetched again.
+(``stall_after=N`` bytes, until ``release()``), hang without answering
+(``hang=True``: not even a status line), cut its body short (``cut_after=N``:
+the full Content-Length is announced, N bytes are sent and the connection is
+closed; ``cut_times`` limits it to the first requests that read the body), and
+every request is counted per path so tests can prove what was (not) fetched again.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ class Route:
     stall_after: Optional[int] = None  # send this many bytes, then wait until released
     status: int = 200
     require_cookie: Optional[str] = None  # "name=value" the request must carry, else 403
+    hang: bool = False  # accept the request and never answer (until the server stops)
+    cut_after: Optional[int] = None  # announce the full length, send this many bytes, close the connection
+    cut_times: Optional[int] = None  # cut only this many bodies (None: every one)
 
 
 class FixtureServer:
@@ -31,6 +37,7 @@ class FixtureServer:
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +64,10 @@ class FixtureServer:
                     server.hits[path] = server.hits.get(path, 0) + 1
                     route = server.routes.get(path)
                     status = route.fail_first.pop(0) if route and route.fail_first else None
+                if route is not None and status is None and route.hang:
+                    server._stopping.wait(timeout=120)
+                    self.close_connection = True
+                    return
                 if route is not None and status is None and route.require_cookie:
                     if route.require_cookie not in (self.headers.get("Cookie") or ""):
                         status = 403
@@ -78,7 +89,19 @@ class FixtureServer:
                 self.end_headers()
                 if head:
                     return
+                cut = None
+                if route.cut_after is not None:
+                    with server._lock:
+                        if route.cut_times is None or route.cut_times > 0:
+                            cut = route.cut_after
+                            if route.cut_times is not None:
+                                route.cut_times -= 1
                 try:
+                    if cut is not None:
+                        self.wfile.write(route.body[:cut])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
                     if route.stall_after is not None and not server._release.is_set():
                         self.wfile.write(route.body[: route.stall_after])
                         self.wfile.flush()
@@ -121,6 +144,7 @@ class FixtureServer:
 
     def stop(self) -> None:
         self._release.set()
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

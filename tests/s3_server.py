@@ -5,17 +5,21 @@ Import the fixtures into a test module (``from s3_server import s3, aws_env``).
 test fake credentials and no profile/instance metadata lookups.
 ``S3Server.enforce_auth()`` turns IAM checks on for the duration of a block
 (moto skips them by default) so access-denied paths can be tested with real
-IAM users and policies.
+IAM users and policies. ``StoppableS3`` is a second moto server that a test can
+stop (listening socket closed, every open connection cut, like a crashed or
+rebooting server) and start again on the same port with the same buckets.
 """
 from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 import urllib.request
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import boto3
 import pytest
@@ -60,6 +64,83 @@ class S3Server:
             yield
         finally:
             self._reset_auth("inf")
+
+
+class StoppableS3:
+    """moto's S3 API on 127.0.0.1:<port> that can really go away and come back.
+
+    moto's ThreadedMotoServer.stop() leaves the listening socket open and keeps serving
+    kept-alive connections, so a client would never notice. Here ``stop()`` closes the
+    listening socket (new connections are refused) and shuts every open connection (requests
+    in flight fail); ``start()`` listens on the same port again. The buckets live in moto's
+    in-process backend, so they survive, as a real server's disks would.
+    """
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._server: Optional[Any] = None
+        self._thread: Optional[threading.Thread] = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> "StoppableS3":
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        owner = self
+
+        class Handler(MotoRequestHandler):
+            def setup(self) -> None:
+                super().setup()
+                with owner._lock:
+                    owner._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with owner._lock:
+                    owner._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        self._server = make_server("127.0.0.1", self.port, DomainDispatcherApplication(create_backend_app), threaded=True,
+                                   request_handler=Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            open_now, self._connections = list(self._connections), set()
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=10)
+        self._server = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def client(self) -> Any:
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1", **_fake_keys())
+
+    def new_bucket(self) -> str:
+        name = f"mm-fault-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
 
 
 def _fake_keys() -> dict[str, str]:

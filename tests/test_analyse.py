@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BIRD, DRUM_BASS, PIANO, SPEECH, VIBE_ACE
+from conftest import BIRD, DRUM_BASS, PIANO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE
 from processing import audio_io
 from processing.analyse.analyse import STEM_NAMES, SongAnalysis, analyse_audio, check_config, analyse_file, analyse_song, summarise
 from processing.config import AnalyseConfig, config_from_dict
@@ -21,7 +21,8 @@ from processing.demo.testsignals import chord_progression, click_track
 from processing.separate.levels import stem_levels
 from processing.types import AudioData, Chunk, SeparatedSong, Song, SongMetadata
 
-CFG = AnalyseConfig()
+CFG = AnalyseConfig()  # the default tagger: musicnn, real weights
+NO_TAGGER = AnalyseConfig(tagger="none")
 
 
 def clip(path: Path, start_s: float, dur_s: float) -> AudioData:
@@ -101,8 +102,11 @@ def test_song_with_stems_tempo_key_instruments_and_vocals(tmp_path):
     for row in rows:
         assert row["bpm"] == pytest.approx(128, rel=0.02)
         assert (row["key"], row["scale"]) == ("D", "major")
-        assert row["instrument"] == ["drums", "bass", "other"]
+        assert row["instrument"][:3] == ["drums", "bass", "other"]  # the stems decide what they can name ...
+        assert row["instrument_source"][:3] == ["stems"] * 3
+        assert set(row["instrument_source"][3:]) <= {"model"}  # ... the model adds what "other" holds (synth)
         assert row["instrument_method"] == "stems"
+        assert row["vocal_score"] < CFG.vocal_threshold and "vocals_heard" not in row["flags"]
         assert row["source_vocals"] is True  # the source had vocals ...
         assert row["residual_vocal_db"] < CFG.residual_vocal_db  # ... the instrumental holds none
         assert row["flags"] == []
@@ -115,8 +119,10 @@ def test_song_with_stems_tempo_key_instruments_and_vocals(tmp_path):
     assert (song["song_key"], song["song_scale"]) == ("D", "major")
     assert song["song_vocals_in_source"] is True and song["song_flags"] == []
     assert all(k.startswith("song_") for k in song)
-    assert song["song_mood_source"] == "derived" and song["song_moods_derived"] is True
-    assert "upbeat" in song["song_moods"]  # rule: major and >= 110 BPM
+    rules = analyse_song(sep, chunks, NO_TAGGER).song_row()
+    assert rules["song_mood_source"] == "rules" and rules["song_moods_derived"] is True
+    assert "upbeat" in rules["song_moods"]  # rule: major and >= 110 BPM
+    assert rules["song_tagger"] is None and rules["song_tag_scores"] == []
 
 
 def test_vocal_bleed_and_missing_drums_are_measured(tmp_path):
@@ -179,17 +185,103 @@ def test_speech_and_bird_are_not_music(shared_audio, name, reason):
     assert "non_music" in result.flags and reason in result.flags
 
 
+# ------------------------------------------------------------------ music or not (real weights)
+
+SR = 44100
+
+
+def _noise(kind: str, seconds: float = 10.0) -> AudioData:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(int(SR * seconds))
+    if kind != "white":  # pink: 1/f power; brown: 1/f^2
+        spectrum = np.fft.rfft(x) / np.arange(1, len(x) // 2 + 2) ** (0.5 if kind == "pink" else 1.0)
+        x = np.fft.irfft(spectrum, len(x))
+    return AudioData((0.3 * x / np.abs(x).max()).astype(np.float32), SR)
+
+
+def _sine_pad(seconds: float = 12.0) -> AudioData:
+    """An ambient pad: a sustained A major chord fading in, with a slow swell, no onsets and no beat."""
+    t = np.arange(int(SR * seconds)) / SR
+    chord = sum(np.sin(2 * np.pi * f * t) / (k + 1) for k, f in enumerate([220.0, 277.18, 329.63, 440.0, 554.37]))
+    return AudioData((0.1 * chord * np.minimum(1, t / 3) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.1 * t))).astype(np.float32), SR)
+
+
+def _rubato(audio: AudioData, seed: int = 3) -> AudioData:
+    """Real piano with the tempo pulled about every 2 s (x0.55-1.5): no steady beat left."""
+    import librosa
+
+    rng = np.random.default_rng(seed)
+    x, rate = audio.samples.mean(axis=0), audio.sample_rate
+    parts = [librosa.effects.time_stretch(x[i : i + 2 * rate], rate=float(rng.uniform(0.55, 1.5))) for i in range(0, len(x), 2 * rate)]
+    return AudioData(np.concatenate(parts).astype(np.float32), rate)
+
+
+REAL_MUSIC = [(PIANO, 0, 30), (PIANO, 40, 4), (VIBE_ACE, 0, 30), (VIBE_ACE, 5, 4), (VIBE_ACE, 40, 3), (DRUM_BASS, 0, 25),
+              (DRUM_BASS, 3, 4), (SONG_WITH_VOCALS, 0, 30), (SONG_WITH_VOCALS, 1, 5)]
+
+
+@pytest.mark.parametrize("name,start,seconds", REAL_MUSIC)
+def test_real_music_is_never_non_music_even_short_or_beatless(shared_audio, name, start, seconds):
+    result = analyse_audio(clip(shared_audio / name, start, seconds), CFG)
+    assert not {"non_music", "silence"} & set(result.flags), (result.flags, result.instrument_score)
+
+
+def test_music_without_a_steady_beat_is_kept(shared_audio):
+    rubato = analyse_audio(_rubato(clip(shared_audio / PIANO, 0, 24)), CFG)
+    assert rubato.flags == [] and "piano" in rubato.heard_instruments
+    chords = analyse_audio(chord_progression("A", "minor", bpm=60, duration_s=12), CFG)
+    pad = analyse_audio(_sine_pad(), CFG)
+    for result in (chords, pad):
+        assert result.flags == [], result.flags
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown"])
+def test_noise_is_not_music(kind):
+    result = analyse_audio(_noise(kind), CFG)
+    assert result.flags[:1] == ["non_music"] and "noise_like" in result.flags and result.noise_flatness >= 0.55
+
+
+def test_speech_excerpts_are_not_music(shared_audio):
+    for start, seconds in ((0, 13.9), (2, 4), (10, 3.9)):  # the last: too short for speech's pauses to show
+        result = analyse_audio(clip(shared_audio / SPEECH, start, seconds), CFG)
+        assert "non_music" in result.flags and {"speech_like", "voice_only"} & set(result.flags), result.flags
+
+
+def test_no_single_weak_cue_excludes():
+    from processing.analyse.musicness import music_flags
+    from test_describe import feats
+
+    beatless = replace_features(feats(conf=0.3), pulse=0.5, low_energy_ratio=0.1, below_1k_ratio=0.8)
+    assert music_flags(beatless) == [] and music_flags(beatless, 0.05) == [] and music_flags(beatless, 0.5, 0.2) == []
+    speechy = replace_features(beatless, pulse=0.05, low_energy_ratio=0.4)
+    assert music_flags(speechy) == ["non_music", "speech_like", "no_beat"]  # no tagger: one strong cue
+    assert music_flags(speechy, 0.05)[0] == "non_music" and music_flags(speechy, 0.25) == []  # the model hears music
+    noisy = replace_features(feats(), pulse=0.5, low_energy_ratio=0.1, below_1k_ratio=0.8)
+    assert music_flags(noisy, 0.17, 0.6) == []  # one cue only: a noisy drum take the model half hears is kept
+
+
+def replace_features(f, **kw):
+    from dataclasses import replace
+
+    return replace(f, **kw)
+
+
 def test_too_short_song_is_measured_whole_and_flagged(shared_audio, tmp_path):
     audio = audio_io.decode(shared_audio / SPEECH)
     sep, chunks = make_song(tmp_path, audio, {}, audio, chunk_s=30, model="none")
     assert chunks == []
     result = analyse_song(sep, [], CFG)
     assert "non_music" in result.flags and result.chunk_rows() == []
+    assert result.genres == [] and result.genre_source == ""  # no genre from what the model hears in speech
+    song = result.song_row()
+    assert song["song_bpm"] is None or song["song_bpm"] > 0
 
 
 def test_silence_is_flagged():
     result = analyse_audio(AudioData(np.zeros((1, 44100 * 3), np.float32), 44100), CFG)
-    assert result.flags == ["silence"] and result.features.key == ""
+    assert result.flags[0] == "silence" and result.features.key == "" and "non_music" not in result.flags
+    row = result.row()
+    assert row["key"] is None and row["scale"] is None  # a missing measure is null, never ""
 
 
 # ------------------------------------------------------------------ genre, moods, tagger
@@ -199,11 +291,40 @@ def test_genre_and_moods_come_from_source_metadata(tmp_path):
     s = synth_song(bpm=90, key="C", scale="major", duration_s=8, vocals=False)
     md = SongMetadata(title="Chill Lofi Hip Hop Beat", tags=["Lo-Fi", "relaxing", "Music"], categories=["Music"], genre="Hip-Hop")
     sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=8, metadata=md, model="none")
-    song = analyse_song(sep, chunks, CFG).song_row()
-    assert song["song_genres"][:2] == ["hip hop", "lo-fi"] and song["song_genre"] == "hip hop"
-    assert song["song_genre_source"] == "metadata"
-    assert song["song_moods"] == ["relaxed"] and song["song_mood_source"] == "metadata"
+    song = analyse_song(sep, chunks, NO_TAGGER).song_row()
+    assert song["song_genres"] == ["hip hop"] and song["song_genre"] == "hip hop"
+    assert song["song_genre_source"] == "user"  # the sources file's genre wins over the site's "Lo-Fi"
+    assert song["song_moods"] == ["relaxed"] and song["song_mood_source"] == "site"
     assert song["song_moods_derived"] is False
+
+
+def test_precedence_user_then_model_then_site_then_rules(tmp_path, monkeypatch):
+    """Each fact comes from the first source that has one, and the row says which."""
+    module = tmp_path / "mm_fixed_tagger.py"
+    module.write_text("def factory(weights):\n    return lambda audio: {'Jazz': 0.9, 'Sad': 0.8}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = AnalyseConfig(tagger="python:mm_fixed_tagger:factory")
+    s = synth_song(bpm=120, key="D", scale="major", duration_s=8, vocals=False, stereo=False)
+
+    def song_row(md: SongMetadata, cfg: AnalyseConfig) -> dict:
+        sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=8, metadata=md, model="none")
+        return analyse_song(sep, chunks, cfg).song_row()
+
+    site = dict(tags=["rock", "happy"], keywords=[])
+    user = song_row(SongMetadata(genre="Funk", moods=["dreamy"], **site), model)
+    assert (user["song_genres"], user["song_genre_source"], user["song_moods"], user["song_mood_source"]) == (
+        ["funk"], "user", ["dreamy"], "user")
+    heard = song_row(SongMetadata(**site), model)
+    assert (heard["song_genres"], heard["song_genre_source"], heard["song_moods"], heard["song_mood_source"]) == (
+        ["jazz"], "model", ["sad"], "model")
+    tags = song_row(SongMetadata(**site), NO_TAGGER)
+    assert (tags["song_genres"], tags["song_genre_source"], tags["song_moods"], tags["song_mood_source"]) == (
+        ["rock"], "site", ["happy"], "site")
+    rules = song_row(SongMetadata(), NO_TAGGER)
+    assert rules["song_genres"] == [] and rules["song_genre_source"] == "" and rules["song_genre"] is None
+    assert rules["song_moods"] and rules["song_mood_source"] == "rules" and rules["song_moods_derived"] is True
+    named = song_row(SongMetadata(keywords=["Rhodes"], tags=["Sax"]), NO_TAGGER)
+    assert list(zip(named["song_instruments"], named["song_instrument_sources"])) == [("piano", "user"), ("saxophone", "site")]
 
 
 def test_essentia_tagger_unavailable_says_what_to_do(tmp_path):
@@ -234,13 +355,18 @@ def test_python_tagger_plugs_in(tmp_path, monkeypatch):
     sep, chunks = make_song(tmp_path, s.mix, {}, s.mix, chunk_s=8, model="none")
     cfg = AnalyseConfig(tagger="python:mm_test_tagger:factory")
     result = analyse_song(sep, chunks, cfg)
-    assert result.genres == ["drum and bass"] and result.genre_source == "tagger"
-    assert result.moods == ["energetic"] and result.mood_source == "tagger"
+    assert result.genres == ["drum and bass"] and result.genre_source == "model"
+    assert result.moods == ["energetic"] and result.mood_source == "model"
     assert labels_to_vocabulary({"Jazz": 0.29, "Sad": 0.5}, 0.3) == ([], ["sad"])
 
 
 def test_check_config_fails_fast_with_the_setting_named(tmp_path):
     check_config(AnalyseConfig())
+    check_config(NO_TAGGER)
+    with pytest.raises(TaggerUnavailable, match="pip install --no-deps musicnn==0.1.0.*analyse.tagger=none"):
+        check_config(AnalyseConfig(tagger_weights=tmp_path))  # a folder without musicnn's checkpoints
+    with pytest.raises(ValueError, match="vocal_threshold"):
+        check_config(AnalyseConfig(vocal_threshold=2))
     with pytest.raises(ValueError, match="analyse.key_profile 'major' unknown"):
         check_config(AnalyseConfig(key_profile="major"))
     with pytest.raises(ValueError, match="residual_vocal_db"):

@@ -31,3 +31,21 @@ def test_kinds(exc, kind):
     failure = classify_download_error(_as_download_error(exc))
     assert failure.kind == kind
     assert failure.reason and not failure.reason.startswith("ERROR")
+
+
+@pytest.mark.parametrize("message, kind", [
+    ("[generic] x: Unable to download webpage: HTTPConnection(host='127.0.0.1', port=9): Failed to establish a new "
+     "connection: [Errno 111] Connection refused (caused by TransportError(\"...\"))", "connection_refused"),
+    ("[generic] x: Unable to download webpage: HTTPConnection(host='a.invalid', port=80): Failed to resolve "
+     "'a.invalid' ([Errno -2] Name or service not known)", "unknown_host"),
+    ("[generic] x: Unable to download webpage: [Errno -3] Temporary failure in name resolution", "network"),
+    ("[download] Got error: 300000 bytes read, 1018404 more expected", "incomplete"),  # '404' inside a count
+    ("[download] Got error: HTTPConnectionPool(host='127.0.0.1', port=8): Read timed out.", "network"),
+])
+def test_network_failures_are_permanent_or_transient_by_kind(message, kind):
+    from processing.ingest.failures import PERMANENT_KINDS, TRANSIENT_KINDS
+
+    failure = classify_download_error(DownloadError(f"ERROR: {message}"))
+    assert failure.kind == kind
+    assert (kind in PERMANENT_KINDS) != (kind in TRANSIENT_KINDS)
+    assert "caused by" not in failure.reason and "please report" not in failure.reason

@@ -142,7 +142,9 @@ def test_interrupted_publish_resumes_with_only_the_missing_files(s3, cfg, build)
         publish_build(build, cfg, "mm", "v1", progress=False, on_file_done=stop_after_two)
     present = {k[len("mm/v1/"):] for k in _keys(s3, cfg)}
     assert "manifest.json" not in present and "mm/latest.json" not in _keys(s3, cfg)
-    assert set(done_first) <= present and 2 <= len(present) < 7
+    # The upload thread may have sent the rest before the interrupt reached the main thread (a loaded
+    # machine): what counts is that the version stays invisible and the rerun sends only what is missing.
+    assert set(done_first) <= present and 2 <= len(present) <= len(_expected_files(build))
 
     report = publish_build(build, cfg, "mm", "v1", progress=False)
     assert sorted(report.skipped) == sorted(present)

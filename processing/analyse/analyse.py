@@ -2,17 +2,18 @@
 
 Per chunk, on the chunk's own audio (the converted file): tempo and beat
 confidence, key/scale/strength, EBU R128 loudness, danceability, share of
-silence, brightness and a few cues (``processing.analyse.features``); instruments from
-the Demucs stems' energies over the chunk's span (per-window levels measured at
-separation), or from cues when there are no stems
-(``processing.analyse.instruments``); residual vocal energy in the instrumental;
-"is this music?" flags (``processing.analyse.musicness``); derived mood words
-(``processing.analyse.moods``).
+silence, brightness and a few cues (``processing.analyse.features``); the tagger's
+score for every tag (``processing.analyse.tagger``, musicnn by default, loaded once per
+process) and the facts they give (``processing.analyse.tag_facts``: instruments, vocal
+and instrument scores); instruments heard, from the Demucs stems' energies over the
+chunk's span (per-window levels measured at separation) merged with the tagger's
+(``processing.analyse.instruments.merge_instruments``); residual vocal energy in the
+instrumental; "is this music?" flags (``processing.analyse.musicness``) and
+``vocals_heard``; derived mood words (``processing.analyse.moods``).
 
-Per song: genre and moods from what the source says (user metadata, yt-dlp
-tags/categories/keywords, the title) normalised to ``processing.vocabulary``,
-then a pretrained tagger when configured (``processing.analyse.tagger``), then (moods
-only) rules on features, marked derived. Tempo is the median of the chunks'
+Per song: the tagger's scores averaged over the chunks; genre and moods from the first
+source that has them (``SOURCES``): the user's sources file, the tagger (chunks that are
+music only), the site's tags, categories and title, then (moods only) rules on features. Tempo is the median of the chunks'
 confident tempos, key the strength-weighted vote of the chunks' keys, loudness
 and peak are measured on the whole instrumental. A song with no chunks (too
 short) is measured as a whole, so speech and bird clips still get flags.
@@ -31,17 +32,19 @@ import numpy as np
 from .. import audio_io
 from .. import vocabulary
 from ..config import AnalyseConfig
-from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure
-from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_levels, residual_vocal_db
+from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure, to_mono
+from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_levels, merge_instruments, residual_vocal_db
 from .moods import derive_moods
-from .musicness import music_flags
-from .tagger import Tagger, labels_to_vocabulary, make_tagger
+from .musicness import NOISE_RATE, music_flags, noise_flatness
+from .tag_facts import chunk_facts, song_genres_moods
+from .tagger import Tagger, make_tagger
 from ..types import AudioData, Chunk, SeparatedSong, SongMetadata
 
 STAGE_VERSION = "1"
 STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")  # every chunk row has stem_<name>_db (None when absent)
 INSTRUMENT_STEMS = ("drums", "bass", "guitar", "piano")  # stems that name an instrument: their presence means real stems
 BPM_BINS = list(range(40, 221, 10))
+NOT_MUSIC_FLAGS = {"non_music", "silence"}
 # Arrow types of the columns that may be null in every row of a build (no stems, no tagger):
 # a table writer should cast all-null columns to these rather than guess.
 COLUMN_TYPES = {
@@ -51,6 +54,14 @@ COLUMN_TYPES = {
     "song_vocals_in_source": "bool",
     "song_genre": "string",
     "song_tagger": "string",
+    "song_vocal_score": "float64",
+    "vocal_score": "float64",
+    "instrument_score": "float64",
+    "noise_flatness": "float64",
+    "song_bpm": "float64",
+    "song_key": "string",
+    "song_scale": "string",
+    "scale": "string",
     "bpm": "float64",
     "key": "string",
     "genre": "string",
@@ -63,18 +74,24 @@ COLUMN_TYPES = {
 class ChunkAnalysis:
     chunk_id: str
     features: Features
-    instruments: InstrumentReport
+    instruments: InstrumentReport  # what the stems (or, without stems, the feature cues) say
     residual_vocal_db: Optional[float]  # None without a vocal stem
     flags: list[str]
     feature_moods: list[str]  # derived from features (rules in processing.analyse.moods)
+    tag_scores: dict[str, float] = field(default_factory=dict)  # the tagger's label -> score, averaged over the chunk
+    vocal_score: Optional[float] = None  # the tagger's voice score (tag_facts.py); None without a tagger
+    instrument_score: Optional[float] = None  # the tagger's instrument score (tag_facts.py)
+    heard_instruments: list[str] = field(default_factory=list)  # what was heard: stems, model (merge_instruments)
+    instrument_sources: list[str] = field(default_factory=list)  # aligned with `heard_instruments`
+    noise_flatness: Optional[float] = None  # musicness.noise_flatness
 
     def row(self) -> dict[str, Any]:
         f = self.features
         row: dict[str, Any] = {
-            "bpm": f.bpm,
+            "bpm": f.bpm or None,  # a missing measure is null, never 0
             "bpm_confidence": f.bpm_confidence,
-            "key": f.key,
-            "scale": f.scale,
+            "key": f.key or None,
+            "scale": f.scale or None,
             "key_strength": f.key_strength,
             "loudness_lufs": f.loudness_lufs,
             "danceability": f.danceability,
@@ -90,8 +107,13 @@ class ChunkAnalysis:
             {
                 "residual_vocal_db": self.residual_vocal_db,
                 "source_vocals": self.instruments.source_vocals,
-                "instrument": list(self.instruments.instruments),
+                "instrument": list(self.heard_instruments),
+                "instrument_source": list(self.instrument_sources),
                 "instrument_method": self.instruments.method,
+                "vocal_score": self.vocal_score,
+                "instrument_score": self.instrument_score,
+                "noise_flatness": self.noise_flatness,
+                "tag_scores": [{"tag": t, "score": v} for t, v in self.tag_scores.items()],
                 "feature_moods": list(self.feature_moods),
                 "flags": list(self.flags),
             }
@@ -118,11 +140,14 @@ class SongAnalysis:
     features: Features  # song-level values (see module docstring)
     chunks: list[ChunkAnalysis]
     genres: list[str] = field(default_factory=list)  # vocabulary words, best first
-    genre_source: str = ""  # "metadata", "tagger" or "" (unknown)
+    genre_source: str = ""  # where they came from (SOURCES: "user", "model", "site") or "" (none)
     moods: list[str] = field(default_factory=list)
-    mood_source: str = ""  # "metadata", "tagger", "derived" or ""
+    mood_source: str = ""  # "user", "model", "site", "rules" (derived from features) or ""
     instruments: list[str] = field(default_factory=list)  # union over chunks, + instruments the source names
+    instrument_sources: list[str] = field(default_factory=list)  # aligned: "stems", "model", "features", "user", "site"
     instrument_method: str = "features"
+    tag_scores: dict[str, float] = field(default_factory=dict)  # the tagger's scores averaged over the song
+    vocal_score: Optional[float] = None  # the highest chunk vocal score
     vocals_in_source: Optional[bool] = None  # None: no vocal stem to tell
     separation_model: str = ""
     tagger: Optional[str] = None
@@ -130,15 +155,15 @@ class SongAnalysis:
 
     @property
     def moods_derived(self) -> bool:
-        return self.mood_source == "derived"
+        return self.mood_source == "rules"
 
     def song_row(self) -> dict[str, Any]:
         f = self.features
         return {
-            "song_bpm": f.bpm,
+            "song_bpm": f.bpm or None,  # a missing measure is null, never 0
             "song_bpm_confidence": f.bpm_confidence,
-            "song_key": f.key,
-            "song_scale": f.scale,
+            "song_key": f.key or None,
+            "song_scale": f.scale or None,
             "song_key_strength": f.key_strength,
             "song_loudness_lufs": f.loudness_lufs,
             "song_peak_db": f.peak_db,
@@ -151,9 +176,12 @@ class SongAnalysis:
             "song_mood_source": self.mood_source,
             "song_moods_derived": self.moods_derived,
             "song_instruments": list(self.instruments),
+            "song_instrument_sources": list(self.instrument_sources),
             "song_instrument_method": self.instrument_method,
             "song_vocals_in_source": self.vocals_in_source,
             "song_tagger": self.tagger,
+            "song_vocal_score": self.vocal_score,
+            "song_tag_scores": [{"tag": t, "score": v} for t, v in self.tag_scores.items()],
             "song_flags": list(self.flags),
         }
 
@@ -167,10 +195,7 @@ class SongAnalysis:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SongAnalysis":
         chunks = [
-            ChunkAnalysis(
-                c["chunk_id"], Features(**c["features"]), InstrumentReport(**c["instruments"]), c["residual_vocal_db"],
-                list(c["flags"]), list(c["feature_moods"]),
-            )
+            ChunkAnalysis(**{**c, "features": Features(**c["features"]), "instruments": InstrumentReport(**c["instruments"])})
             for c in data["chunks"]
         ]
         rest = {k: v for k, v in data.items() if k not in ("features", "chunks")}
@@ -180,11 +205,30 @@ class SongAnalysis:
 # ---------------------------------------------------------------- single pieces of audio
 
 
-def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio") -> ChunkAnalysis:
-    """Measure one piece of audio with no stems: features, cue-based instruments, flags, derived moods."""
+def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
+                  report: Optional[InstrumentReport] = None) -> ChunkAnalysis:
+    """Measure one piece of audio: features, the tagger's scores (``cfg.tagger``), instruments heard
+    (`report`: the stems' report for this span; None: feature cues), "is this music?" and vocal flags,
+    derived moods."""
     features = measure(audio, cfg.key_profile, cfg.silence_db)
-    flags = music_flags(features) if cfg.flag_non_music else []
-    return ChunkAnalysis(name, features, from_features(features), None, flags, derive_moods(features) if cfg.derive_moods else [])
+    report = report if report is not None else from_features(features)
+    tagger = _tagger(cfg)
+    scores = tagger.tag(audio) if tagger is not None else {}
+    facts = chunk_facts(scores)
+    heard = facts.instruments if tagger is not None else None
+    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
+                                       facts.drum_score)
+    flatness = round(noise_flatness(to_mono(audio, NOISE_RATE)), 4)
+    flags: list[str] = []
+    if cfg.flag_non_music:
+        flags = music_flags(features, facts.instrument_score, flatness, facts.vocal_score)
+        if facts.vocal_score is not None and facts.vocal_score >= cfg.vocal_threshold:
+            flags.append("vocals_heard")
+    return ChunkAnalysis(
+        name, features, report, None, flags, derive_moods(features) if cfg.derive_moods else [],
+        tag_scores=scores, vocal_score=facts.vocal_score, instrument_score=facts.instrument_score,
+        heard_instruments=names, instrument_sources=sources, noise_flatness=flatness,
+    )
 
 
 def analyse_file(path: Path, cfg: AnalyseConfig) -> ChunkAnalysis:
@@ -195,19 +239,61 @@ def analyse_file(path: Path, cfg: AnalyseConfig) -> ChunkAnalysis:
 # ---------------------------------------------------------------- songs
 
 
-def _source_words(md: SongMetadata) -> tuple[list[str], list[str], list[str]]:
-    """(genres, moods, instruments) the source states, in the vocabulary."""
-    tags = [*md.tags, *md.categories, *md.keywords]
-    genres = vocabulary.genres([md.genre] if md.genre else []) + vocabulary.genres(tags) + vocabulary.find_in_text(md.title, "genre")
-    moods = vocabulary.moods(md.moods) + vocabulary.moods(tags) + vocabulary.find_in_text(md.title, "mood")
-    instruments = vocabulary.instruments(tags) + vocabulary.find_in_text(md.title, "instrument")
-    dedupe = lambda words: list(dict.fromkeys(words))  # noqa: E731
-    return dedupe(genres), dedupe(moods), dedupe([i for i in instruments if i != "other"])
+# Where a genre, mood or instrument came from, in order of precedence (the row's *_source columns):
+# what the user wrote in the sources file, then the tagger, then the site's tags and title, then rules.
+SOURCES = ("user", "model", "site", "rules")
+
+
+@dataclass
+class SourceWords:
+    """Genres, moods and instruments a song's metadata states, split by who stated them."""
+
+    user_genres: list[str]
+    user_moods: list[str]
+    user_instruments: list[str]
+    site_genres: list[str]
+    site_moods: list[str]
+    site_instruments: list[str]
+
+
+def _source_words(md: SongMetadata) -> SourceWords:
+    """What the sources file (genre, moods, keywords) and the site (tags, categories, title) state."""
+    site_tags = [*md.tags, *md.categories]
+    dedupe = lambda words: [w for w in dict.fromkeys(words) if w != "other"]  # noqa: E731
+    return SourceWords(
+        user_genres=dedupe(vocabulary.genres([md.genre] if md.genre else []) + vocabulary.genres(md.keywords)),
+        user_moods=dedupe(vocabulary.moods(md.moods) + vocabulary.moods(md.keywords)),
+        user_instruments=dedupe(vocabulary.instruments(md.keywords)),
+        site_genres=dedupe(vocabulary.genres(site_tags) + vocabulary.find_in_text(md.title, "genre")),
+        site_moods=dedupe(vocabulary.moods(site_tags) + vocabulary.find_in_text(md.title, "mood")),
+        site_instruments=dedupe(vocabulary.instruments(site_tags) + vocabulary.find_in_text(md.title, "instrument")),
+    )
+
+
+def _tagger(cfg: AnalyseConfig) -> Optional[Tagger]:
+    """The configured tagger, loaded once per process (each worker process loads its own)."""
+    if not cfg.tagger or cfg.tagger == "none":
+        return None
+    return _load_tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None, cfg.tagger_threads)
 
 
 @functools.lru_cache(maxsize=4)
-def _tagger(name: str, weights: Optional[str]) -> Tagger:
-    return make_tagger(name, Path(weights) if weights else None)
+def _load_tagger(name: str, weights: Optional[str], threads: int) -> Optional[Tagger]:
+    return make_tagger(name, Path(weights) if weights else None, threads)
+
+
+def _mean_scores(chunks: list[ChunkAnalysis]) -> dict[str, float]:
+    """Each label's score averaged over the chunks, weighted by their duration."""
+    total: dict[str, float] = {}
+    weight = 0.0
+    for c in chunks:
+        if not c.tag_scores:
+            continue
+        w = c.features.duration_s or 1.0
+        weight += w
+        for label, score in c.tag_scores.items():
+            total[label] = total.get(label, 0.0) + w * score
+    return {label: round(v / weight, 4) for label, v in total.items()} if weight else {}
 
 
 def _aggregate(chunks: list[ChunkAnalysis], whole: WholeSong) -> Features:
@@ -250,8 +336,11 @@ def check_config(cfg: AnalyseConfig) -> None:
         raise AnalysisError(f"analyse.tagger_threshold must lie in [0, 1], got {cfg.tagger_threshold}")
     if cfg.stem_presence_db > 0 or cfg.residual_vocal_db > 0:
         raise AnalysisError("analyse.stem_presence_db and analyse.residual_vocal_db are dB below the mix: use values <= 0")
-    if cfg.tagger:
-        _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
+    if not 0.0 <= cfg.vocal_threshold <= 1.0:
+        raise AnalysisError(f"analyse.vocal_threshold must lie in [0, 1], got {cfg.vocal_threshold}")
+    if cfg.tagger_threads < 1:
+        raise AnalysisError(f"analyse.tagger_threads must be >= 1, got {cfg.tagger_threads}")
+    _tagger(cfg)
 
 
 def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig,
@@ -288,12 +377,13 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
         # leakage (drum transients in its "vocals") flags purely instrumental songs.
         if residual is not None and report.source_vocals and residual > cfg.residual_vocal_db and cfg.flag_non_music:
             flags.append("residual_vocals")
-        analysed.append(ChunkAnalysis(chunk.chunk_id, result.features, report, residual, flags, result.feature_moods))
+        analysed.append(_with_report(result, report, residual, flags, cfg))
 
     whole_audio: Optional[AudioData] = None
-    if whole is None or not analysed or cfg.tagger:
+    if whole is None or not analysed:
         whole_audio = audio_io.decode(separated.instrumental_path)
         whole = whole or WholeSong.measure(whole_audio)
+    single: Optional[ChunkAnalysis] = None
     if analysed:
         features = _aggregate(analysed, whole)
         # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
@@ -303,25 +393,24 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
         single = analyse_audio(whole_audio, cfg, song.song_id)
         features, song_flags = single.features, single.flags
 
-    genres, moods, source_instruments = _source_words(song.metadata)
-    genre_source = "metadata" if genres else ""
-    mood_source = "metadata" if moods else ""
-    if cfg.tagger and (not genres or not moods):
-        tagger = _tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None)
-        tag_genres, tag_moods = labels_to_vocabulary(tagger.tag(whole_audio), cfg.tagger_threshold)
-        if not genres and tag_genres:
-            genres, genre_source = tag_genres, "tagger"
-        if not moods and tag_moods:
-            moods, mood_source = tag_moods, "tagger"
-    if not moods and cfg.derive_moods:
-        moods = derive_moods(features)
-        mood_source = "derived" if moods else ""
+    said = _source_words(song.metadata)
+    tag_scores = _mean_scores(analysed or [single])
+    # genre and mood from what the model hears in the chunks that are music (never from speech or silence)
+    music = [c for c in (analysed or [single]) if not NOT_MUSIC_FLAGS & set(c.flags)]
+    model_genres, model_moods = song_genres_moods(_mean_scores(music), cfg.tagger_threshold)
+    genres, genre_source = _first([(said.user_genres, "user"), (model_genres, "model"), (said.site_genres, "site")])
+    rule_moods = derive_moods(features) if cfg.derive_moods else []
+    moods, mood_source = _first([(said.user_moods, "user"), (model_moods, "model"), (said.site_moods, "site"), (rule_moods, "rules")])
     instruments: list[str] = []
-    for c in analysed:
-        instruments += [i for i in c.instruments.instruments if i not in instruments]
-    if not analysed:
-        instruments = list(from_features(features).instruments)
-    instruments += [i for i in source_instruments if i not in instruments]
+    instrument_sources: list[str] = []
+    heard = [(c.heard_instruments, c.instrument_sources) for c in analysed] or [(single.heard_instruments, single.instrument_sources)]
+    heard += [(said.user_instruments, ["user"] * len(said.user_instruments)), (said.site_instruments, ["site"] * len(said.site_instruments))]
+    for names, sources in heard:
+        for name, source in zip(names, sources):
+            if name not in instruments:
+                instruments.append(name)
+                instrument_sources.append(source)
+    vocal_scores = [c.vocal_score for c in (analysed or [single]) if c.vocal_score is not None]
     return SongAnalysis(
         song_id=song.song_id,
         features=features,
@@ -331,12 +420,34 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
         moods=moods,
         mood_source=mood_source,
         instruments=instruments,
+        instrument_sources=instrument_sources,
         instrument_method="stems" if has_instrument_stems else "features",
+        tag_scores=tag_scores,
+        vocal_score=max(vocal_scores) if vocal_scores else None,
         vocals_in_source=any(c.instruments.source_vocals for c in analysed) if VOCAL_STEM in stem_names else None,
         separation_model=separated.model,
-        tagger=cfg.tagger,
+        tagger=cfg.tagger if cfg.tagger != "none" else None,
         flags=sorted(song_flags),
     )
+
+
+def _first(candidates: list[tuple[list[str], str]]) -> tuple[list[str], str]:
+    """The first non-empty word list and its source (precedence: the order given), or ([], "")."""
+    for words, source in candidates:
+        if words:
+            return list(words), source
+    return [], ""
+
+
+def _with_report(result: ChunkAnalysis, report: InstrumentReport, residual: Optional[float], flags: list[str],
+                 cfg: AnalyseConfig) -> ChunkAnalysis:
+    """`result` with the stems' instrument report (instruments heard merged again) and the song-level QC flags."""
+    facts = chunk_facts(result.tag_scores)
+    heard = facts.instruments if _tagger(cfg) is not None else None
+    names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
+                                       facts.drum_score)
+    return replace(result, instruments=report, residual_vocal_db=residual, flags=flags,
+                   heard_instruments=names, instrument_sources=sources)
 
 
 # ---------------------------------------------------------------- report

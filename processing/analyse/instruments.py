@@ -85,6 +85,66 @@ def from_features(features: Features) -> InstrumentReport:
     return InstrumentReport(present, {}, None, "features")
 
 
+# a feature cue is kept beside a tagger only where the tagger cannot speak for itself
+MODEL_INSTRUMENT_MIN = 0.15  # the model hears instruments (musicness.MODEL_NO_INSTRUMENT)
+MODEL_DRUMS_CONFIRM = 0.1  # the model's drum score (tag_facts.DRUM_TAGS) that confirms the drums cue
+
+
+def merge_instruments(
+    report: InstrumentReport,
+    heard: Optional[dict[str, float]],
+    vocal_score: Optional[float] = None,
+    instrument_score: Optional[float] = None,
+    vocal_threshold: float = 0.15,
+    drum_score: Optional[float] = None,
+) -> tuple[list[str], list[str]]:
+    """(instruments, where each came from: "stems", "model" or "features"), stems' order first.
+
+    `heard`: the tagger's instruments above their thresholds (``tag_facts.chunk_facts``), None
+    without a tagger. Rules, so that only what was heard is stated:
+    - stems (method "stems") decide the instruments they can name (drums, bass, and guitar and
+      piano when the separator has those stems); the model adds the instruments they cannot
+      name (piano, guitar, strings, synth, flute, ...) only while the "other" stem, where such
+      instruments end up, is present;
+    - without stems (method "features"), the model's instruments are kept, and the feature cues
+      (drums, bass) only where the model says this is instrumental music: it hears no voice
+      (vocal score < `vocal_threshold`: a voice fakes both cues) and either hears an instrument
+      (instrument score >= 0.15) or, for drums, its drum score (drums, beat, beats) is >= 0.1;
+      bass also not beside a piano or harpsichord (whose left hand fills 30-200 Hz alone);
+    - without a tagger, stems alone; feature cues are not facts and name nothing.
+    """
+    names: list[str] = []
+    sources: list[str] = []
+
+    def add(word: str, source: str) -> None:
+        if word not in names:
+            names.append(word)
+            sources.append(source)
+
+    if report.method == "stems":
+        for word in report.instruments:
+            add(word, "stems")
+        stem_words = {STEM_INSTRUMENTS.get(n, n) for n in report.stem_db} - {"other"}
+        if heard and "other" in report.instruments:
+            for word in heard:
+                if word not in stem_words:
+                    add(word, "model")
+        return names, sources
+    if heard is None:
+        return names, sources
+    for word in heard:
+        add(word, "model")
+    no_voice = vocal_score is not None and vocal_score < vocal_threshold
+    hears_instruments = instrument_score is not None and instrument_score >= MODEL_INSTRUMENT_MIN
+    drums_heard = drum_score is not None and drum_score >= MODEL_DRUMS_CONFIRM
+    if "drums" in report.instruments and no_voice and (hears_instruments or drums_heard):
+        add("drums", "features")
+    keyboard = bool({"piano", "harpsichord"} & set(heard))
+    if "bass" in report.instruments and no_voice and hears_instruments and not keyboard:
+        add("bass", "features")
+    return names, sources
+
+
 def residual_vocal_db(levels: StemLevels, start_s: float, end_s: float) -> Optional[float]:
     """Energy of the instrumental's component along the vocal stem over a span, in dB relative to the
     instrumental (``-200`` when none; None without a vocal stem).

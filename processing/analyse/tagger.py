@@ -5,7 +5,11 @@ Labels are free text; ``labels_to_vocabulary`` maps them to the documented
 vocabulary (``processing.vocabulary``) and keeps those above a threshold.
 
 Choose one with ``analyse.tagger`` (and ``analyse.tagger_weights``):
-- unset: no model; genre/mood come from the source metadata, and moods are
+- ``musicnn`` (the default): musicnn's MTT_musicnn and MSD_musicnn, 100 tags
+  (``processing.analyse.musicnn``), run in PyTorch with the weights shipped in the
+  ``musicnn`` wheel (``pip install --no-deps musicnn==0.1.0``); ``tagger_weights`` may name a
+  folder holding ``MTT_musicnn/`` and ``MSD_musicnn/`` checkpoints instead;
+- ``none`` (or unset): no model; genre/mood come from the source metadata, and moods are
   derived from features (``processing.analyse.moods``) and marked derived;
 - ``essentia-tf``: Essentia's TensorFlow models (Discogs-EffNet embeddings +
   the genre_discogs400 and mtg_jamendo_moodtheme heads). Needs the
@@ -28,8 +32,8 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from .. import vocabulary
 from .features import to_mono
+from .tag_facts import labels_to_vocabulary  # noqa: F401  (re-exported: taggers and their label mapping)
 from ..types import AudioData
 
 ESSENTIA_TF_FILES = {
@@ -105,10 +109,50 @@ class EssentiaTFTagger:
         return scores
 
 
-def make_tagger(name: Optional[str], weights: Optional[Path] = None) -> Optional[Tagger]:
-    """The configured tagger, or None when `name` is unset."""
-    if not name:
+class MusicnnTagger:
+    """MTT_musicnn + MSD_musicnn: ``tag(audio)`` averages each tag's patch scores over the audio.
+
+    Labels are ``mtt:<tag>`` and ``msd:<tag>`` (100 in all). Inference runs with `threads` torch
+    threads (1 by default: analysis runs in one worker process per core), restored afterwards."""
+
+    name = "musicnn"
+
+    def __init__(self, weights: Optional[Path] = None, threads: int = 1):
+        from .musicnn import MusicnnModels, MusicnnUnavailable
+
+        try:
+            self.models = MusicnnModels(weights=weights)
+        except MusicnnUnavailable as exc:
+            raise TaggerUnavailable(str(exc)) from exc
+        self.labels = self.models.labels
+        self.threads = threads
+
+    def patch_scores(self, audio: AudioData) -> np.ndarray:
+        """(patches, labels) scores of the 3 s patches of `audio`."""
+        import torch
+
+        from .musicnn import SAMPLE_RATE
+
+        before = torch.get_num_threads()
+        if self.threads and self.threads != before:
+            torch.set_num_threads(self.threads)
+        try:
+            return self.models.scores(to_mono(audio, SAMPLE_RATE))
+        finally:
+            if self.threads and self.threads != before:
+                torch.set_num_threads(before)
+
+    def tag(self, audio: AudioData) -> dict[str, float]:
+        mean = self.patch_scores(audio).mean(axis=0)
+        return {label: round(float(score), 4) for label, score in zip(self.labels, mean)}
+
+
+def make_tagger(name: Optional[str], weights: Optional[Path] = None, threads: int = 1) -> Optional[Tagger]:
+    """The configured tagger, or None when `name` is unset or ``none``."""
+    if not name or name == "none":
         return None
+    if name == "musicnn":
+        return MusicnnTagger(weights, threads)
     if name == "essentia-tf":
         return EssentiaTFTagger(weights)
     if name.startswith("python:"):
@@ -126,18 +170,5 @@ def make_tagger(name: Optional[str], weights: Optional[Path] = None) -> Optional
         if callable(made):
             return CallableTagger(target, made)
         raise TaggerUnavailable(f"tagger {name!r}: factory returned {type(made).__name__}, not a tagger or callable")
-    raise TaggerUnavailable(f"tagger {name!r} unknown: use essentia-tf, python:module:factory, or leave it unset")
+    raise TaggerUnavailable(f"tagger {name!r} unknown: use musicnn, essentia-tf, python:module:factory, or none")
 
-
-def labels_to_vocabulary(scores: dict[str, float], threshold: float) -> tuple[list[str], list[str]]:
-    """(genres, moods) in the vocabulary whose best label score is >= threshold, best first."""
-    best: dict[tuple[str, str], float] = {}
-    for label, score in scores.items():
-        if score < threshold:
-            continue
-        for table, lookup in (("genre", vocabulary.genre), ("mood", vocabulary.mood)):
-            word = lookup(label)
-            if word:
-                best[(table, word)] = max(best.get((table, word), 0.0), score)
-    ranked = sorted(best.items(), key=lambda kv: -kv[1])
-    return [w for (t, w), _ in ranked if t == "genre"], [w for (t, w), _ in ranked if t == "mood"]

@@ -5,11 +5,12 @@ genre, moods, keywords, description, name, instrument) plus ``artists``,
 ``featured_artists``, ``genres`` and ``derived_moods``.
 
 The description only states facts that are in the same row: the genre (only
-when the source or a tagger gave one), mood words (``derived_moods`` says when
-they come from feature rules), the instruments measured or named by the source,
-the key and the tempo (only when the beat confidence is >= 1). It never names
-vocals, and it calls the chunk "instrumental" only when no vocal residue was
-flagged. Wording varies between chunks (several templates, clause orders and
+when the user, the tagger above its thresholds or the site gave one), mood words
+(``derived_moods`` says when they come from feature rules), the instruments that
+were heard (a stem measure or the tagger: ``instrument_source`` says which) or
+that the user or site named, the key and the tempo (only when the beat confidence
+is >= 1). It never names vocals, and it calls the chunk "instrumental" only when
+no vocal residue was flagged and the tagger hears no voice in it (``vocals_heard``). Wording varies between chunks (several templates, clause orders and
 verbs) but is deterministic: ``random.Random(f"{cfg.seed}:{chunk_id}")``.
 """
 from __future__ import annotations
@@ -19,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import vocabulary
 from ..analyse.analyse import ChunkAnalysis, SongAnalysis
 from ..config import DescribeConfig
 from .titles import Credits, clean_credits, is_noise
@@ -72,7 +72,10 @@ def _keywords(*groups: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
-def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], source_instruments: list[str]) -> dict[str, Any]:
+VOCAL_FLAGS = {"residual_vocals", "vocals_heard"}
+
+
+def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], named: list[tuple[str, str]]) -> dict[str, Any]:
     f = chunk.features if chunk else analysis.features
     if not f.key or (chunk and chunk.features.key_strength < 0.3):
         f_key = analysis.features
@@ -81,21 +84,27 @@ def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], source_
     key = f"{f_key.key} {f_key.scale}".strip() if f_key.key else None
     tempo_src = f if f.bpm > 0 and f.bpm_confidence >= MIN_BPM_CONFIDENCE else analysis.features
     bpm = float(round(tempo_src.bpm)) if tempo_src.bpm > 0 and tempo_src.bpm_confidence >= MIN_BPM_CONFIDENCE else None
-    if analysis.mood_source in ("metadata", "tagger"):
+    if analysis.mood_source in ("user", "model", "site"):
         moods, derived = list(analysis.moods), False
     else:
         moods = list(chunk.feature_moods) if chunk and chunk.feature_moods else list(analysis.moods)
         derived = bool(moods)
-    measured = list(chunk.instruments.instruments) if chunk else list(analysis.instruments)
-    instruments = [i for i in measured if i != "other"] + [i for i in source_instruments if i not in measured]
+    if chunk:
+        heard = list(zip(chunk.heard_instruments, chunk.instrument_sources))
+    else:
+        heard = [(i, s) for i, s in zip(analysis.instruments, analysis.instrument_sources) if s not in ("user", "site")]
+    pairs = [(i, s) for i, s in heard if i != "other"]
+    pairs += [(i, s) for i, s in named if i not in {p[0] for p in pairs}]
+    flags = set(chunk.flags if chunk else []) | set(analysis.flags)
     return {
         "key": key,
         "bpm": bpm,
         "moods": moods,
         "derived_moods": derived,
-        "instrument": instruments,
-        "other_instruments": "other" in measured,
-        "instrumental": not (chunk and "residual_vocals" in chunk.flags),
+        "instrument": [i for i, _ in pairs],
+        "instrument_source": [s for _, s in pairs],
+        "other_instruments": any(i == "other" for i, _ in heard),
+        "instrumental": not (flags & VOCAL_FLAGS),
     }
 
 
@@ -142,11 +151,11 @@ def describe_chunks(song: Song, analysis: SongAnalysis, chunks: list[Chunk], cfg
     credits = song_credits(song)
     md = song.metadata
     by_id = {c.chunk_id: c for c in analysis.chunks}
-    source_instruments = [i for i in analysis.instruments if i in vocabulary.instruments([*md.tags, *md.keywords]) + vocabulary.find_in_text(md.title, "instrument")]
+    named = [(i, s) for i, s in zip(analysis.instruments, analysis.instrument_sources) if s in ("user", "site")]
     genre = analysis.genres[0] if analysis.genres else None
     out = []
     for chunk in chunks:
-        facts = _chunk_facts(analysis, by_id.get(chunk.chunk_id), source_instruments)
+        facts = _chunk_facts(analysis, by_id.get(chunk.chunk_id), named)
         rng = random.Random(f"{cfg.seed}:{chunk.chunk_id}")
         description = write_description(facts, genre, rng)
         keywords = _keywords(
@@ -162,12 +171,15 @@ def describe_chunks(song: Song, analysis: SongAnalysis, chunks: list[Chunk], cfg
                 "bpm": facts["bpm"],
                 "genre": genre,
                 "genres": list(analysis.genres),
+                "genre_source": analysis.genre_source or None,
                 "moods": facts["moods"],
+                "mood_source": ("rules" if facts["derived_moods"] else analysis.mood_source) if facts["moods"] else None,
                 "derived_moods": facts["derived_moods"],
                 "keywords": keywords,
                 "description": description,
                 "name": chunk.chunk_id,
                 "instrument": facts["instrument"],
+                "instrument_source": facts["instrument_source"],
             }
         )
     return out

@@ -4,15 +4,23 @@ Header readers (soundfile) happily report a cut-off Ogg file as a shorter,
 valid song, so completeness is checked per container: Ogg streams must end
 with an end-of-stream page that fills the file exactly (hand-parsed: no
 library exposes the EOS flag); WAV/FLAC/AIFF must decode as many frames as
-their header declares; anything else is decoded in full by ffmpeg and any
-decode error counts.
+their header declares, and so must an MP3 whose Xing/Info/VBRI header states
+its length (without one an MP3 has no declared length to compare with);
+anything else is decoded in full by ffmpeg and any decode error counts.
+
+What libsndfile decodes is also scanned, block by block, for samples no
+stage can use: NaN or infinity (a broken float WAV) and digital silence
+(every sample exactly 0).
 """
 from __future__ import annotations
 
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import soundfile as sf
 
 from .. import audio_io
@@ -44,12 +52,57 @@ def _is_ogg(path: Path) -> bool:
         return fh.read(4) == b"OggS"
 
 
-def _frames_decodable(path: Path) -> int:
-    count = 0
-    with sf.SoundFile(str(path)) as fh:
-        for block in fh.blocks(blocksize=1 << 16, dtype="float32"):
-            count += len(block)
-    return count
+@dataclass
+class _Scan:
+    frames: int = 0  # frames decoded before the end or the first error
+    peak: float = 0.0  # largest finite |sample|
+    first_bad_frame: Optional[int] = None  # first frame holding NaN or infinity
+    error: Optional[str] = None  # libsndfile's message when decoding stopped early
+
+
+def _scan(path: Path) -> _Scan:
+    """Decode the whole file with libsndfile in blocks: frame count, peak, first non-finite frame."""
+    scan = _Scan()
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            # read() until empty, not blocks(): blocks() trusts the header's frame count and pads
+            # a cut-off MP3 to it, hiding the truncation
+            while len(block := fh.read(1 << 16, dtype="float32", always_2d=True)):
+                finite = np.isfinite(block)
+                if scan.first_bad_frame is None and not finite.all():
+                    scan.first_bad_frame = scan.frames + int(np.argmin(finite.all(axis=1)))
+                if block.size:
+                    scan.peak = max(scan.peak, float(np.abs(np.where(finite, block, 0.0)).max()))
+                scan.frames += len(block)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        scan.error = str(exc)
+    return scan
+
+
+def _mp3_declares_length(path: Path) -> bool:
+    """True when the first MPEG frame carries a Xing/Info (LAME) or VBRI header, i.e. an exact length."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        start = 0
+        if len(head) == 10 and head[:3] == b"ID3":  # skip an ID3v2 tag (syncsafe size)
+            size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+            start = 10 + size + (10 if head[5] & 0x10 else 0)
+        fh.seek(start)
+        frame = fh.read(4096)
+    sync = next((i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] & 0xE0 == 0xE0), None)
+    if sync is None:
+        return False
+    first = frame[sync: sync + 200]  # Xing/Info sits after the side info (<= 36 bytes), VBRI at 36
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _check_samples(path: Path, scan: _Scan, rate: int) -> None:
+    if scan.first_bad_frame is not None:
+        raise IngestFailure("corrupt", f"{path}: samples are NaN or infinite (first at "
+                                       f"{scan.first_bad_frame / rate:.2f} s): a broken float file")
+    if scan.error is None and scan.frames and scan.peak == 0.0:
+        raise IngestFailure("silent", f"{path}: digital silence: every sample of its "
+                                      f"{scan.frames / rate:.1f} s is 0")
 
 
 def _riff_data_declared(path: Path) -> int | None:
@@ -81,28 +134,38 @@ def check_audio(path: Path) -> tuple[float, int, int]:
         raise IngestFailure("not_audio", f"not an audio file: {exc}") from None
     if duration <= 0:
         raise IngestFailure("not_audio", f"{path}: contains no audio samples")
-    if _is_ogg(path):
-        if not _ogg_complete(path):
-            raise IngestFailure("truncated", f"{path}: truncated Ogg stream (no end-of-stream page; "
-                                             f"the download or copy was cut off after {duration:.1f} s)")
-        return duration, rate, channels
     try:
         meta = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         meta = None
-    if meta is not None and meta.format in ("WAV", "FLAC", "AIFF", "WAVEX", "W64"):
-        declared = meta.frames
-        riff = _riff_data_declared(path) if meta.format in ("WAV", "WAVEX") else None
-        if riff is not None:
-            frame_bytes = meta.channels * _bytes_per_sample(meta.subtype)
-            declared = max(declared, riff // frame_bytes)
-        try:
-            got = _frames_decodable(path)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise IngestFailure("corrupt", f"{path}: decoding failed after part of the file ({exc})") from None
-        if got < declared:
+    if _is_ogg(path):
+        if not _ogg_complete(path):
+            raise IngestFailure("truncated", f"{path}: truncated Ogg stream (no end-of-stream page; "
+                                             f"the download or copy was cut off after {duration:.1f} s)")
+        if meta is not None:
+            scan = _scan(path)
+            if scan.error is not None:
+                raise IngestFailure("corrupt", f"{path}: decoding failed at {scan.frames / rate:.1f} s ({scan.error})")
+            _check_samples(path, scan, rate)
+        return duration, rate, channels
+    if meta is not None and meta.format in ("WAV", "FLAC", "AIFF", "WAVEX", "W64", "MPEG", "MP3"):
+        declared: Optional[int] = meta.frames
+        if meta.format in ("WAV", "WAVEX"):
+            riff = _riff_data_declared(path)
+            if riff is not None:
+                frame_bytes = meta.channels * _bytes_per_sample(meta.subtype)
+                declared = max(meta.frames, riff // frame_bytes)
+        elif meta.format in ("MPEG", "MP3") and not _mp3_declares_length(path):
+            declared = None  # a bare MP3 stream: its length is whatever decodes
+        scan = _scan(path)
+        slack = 2 * 1152 if meta.format in ("MPEG", "MP3") else 0  # encoder delay/padding: at most a frame or two
+        if declared is not None and scan.frames + slack < declared:
+            cause = f"; decoder: {scan.error}" if scan.error else ""
             raise IngestFailure("truncated", f"{path}: truncated: header declares {declared / rate:.1f} s, "
-                                             f"only {got / rate:.1f} s present")
+                                             f"only {scan.frames / rate:.1f} s present{cause}")
+        if scan.error is not None:
+            raise IngestFailure("corrupt", f"{path}: decoding failed at {scan.frames / rate:.1f} s ({scan.error})")
+        _check_samples(path, scan, rate)
         return duration, rate, channels
     cmd = [audio_io.ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0", "-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -11,7 +11,8 @@ Layout of the download dir::
     failures.jsonl                 failures (see processing.ingest.failures)
 
 Transient errors (HTTP 429/5xx, timeouts, resets, cut-off transfers) are
-retried ``retries`` times with exponential backoff; limits (duration,
+retried ``retries`` times with exponential backoff; permanent ones (connection
+refused, unknown host, HTTP 404/410/401/403) fail at once. Limits (duration,
 licence) are checked from the extractor's metadata before downloading when it
 knows them.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import audio_io
-from ..config import ConfigError, IngestConfig
+from ..config import ConfigError, IngestConfig, ingest_checks
 from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 
 log = logging.getLogger(__name__)
@@ -184,22 +185,7 @@ _PLAYLIST_IES = {"YoutubeTab", "SoundcloudSet", "SoundcloudUser", "BandcampAlbum
 
 def validate_config(cfg: IngestConfig) -> None:
     """Raise ConfigError naming the first ingest setting that cannot work (before any download starts)."""
-    from yt_dlp.utils import parse_bytes
-
-    if cfg.rate_limit and parse_bytes(str(cfg.rate_limit)) is None:
-        raise ConfigError(f"ingest.rate_limit {cfg.rate_limit!r} is not a byte rate like '2M' or '500K'")
-    if cfg.cookies_file and not Path(cfg.cookies_file).is_file():
-        raise ConfigError(f"ingest.cookies_file {cfg.cookies_file} does not exist")
-    checks = [
-        (cfg.concurrency >= 1, "ingest.concurrency must be >= 1"),
-        (cfg.retries >= 0, "ingest.retries must be >= 0"),
-        (cfg.retry_backoff_s >= 0, "ingest.retry_backoff_s must be >= 0"),
-        (0 <= cfg.min_duration_s < cfg.max_duration_s, "ingest.min_duration_s must lie in [0, max_duration_s)"),
-        (cfg.playlist_limit is None or cfg.playlist_limit >= 1, "ingest.playlist_limit must be >= 1 (or unset)"),
-        (0 < cfg.dedup_threshold <= 1, "ingest.dedup_threshold must lie in (0, 1]"),
-        (cfg.socket_timeout_s > 0, "ingest.socket_timeout_s must be > 0"),
-    ]
-    for ok, message in checks:
+    for ok, message in ingest_checks(cfg):
         if not ok:
             raise ConfigError(message)
 
@@ -213,15 +199,18 @@ def ydl_options(cfg: IngestConfig, download_dir: Path) -> dict[str, Any]:
         "outtmpl": "%(extractor)s-%(id)s.%(ext)s",
         "paths": {"home": str(download_dir), "temp": str(download_dir / PARTIAL)},
         "restrictfilenames": True,
-        "writeinfojson": True,
+        # yt-dlp's own info json would hold the request cookies ("cookies" fields): we write it, without them
+        "writeinfojson": False,
         "download_archive": str(download_dir / ARCHIVE),
         "noplaylist": True,
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
         "logger": _YdlLogger(),
-        "retries": cfg.retries,
-        "fragment_retries": cfg.retries,
+        # One retry policy, ours (with_retries): yt-dlp's own HTTP retries would multiply with it
+        # ((retries + 1)^2 attempts for a cut transfer). A retried download resumes from its .part file.
+        "retries": 0,
+        "fragment_retries": cfg.retries,  # one fragment of an HLS/DASH stream, retried in place
         "retry_sleep_functions": {"http": lambda n: min(backoff * 2 ** n, 300.0),
                                   "fragment": lambda n: min(backoff * 2 ** n, 300.0)},
         "socket_timeout": cfg.socket_timeout_s,
@@ -325,6 +314,20 @@ def _find_existing(download_dir: Path, info: dict[str, Any]) -> Optional[Path]:
     return None
 
 
+_CREDENTIAL_HEADERS = {"cookie", "authorization", "proxy-authorization"}
+
+
+def without_credentials(value: Any) -> Any:
+    """An info dict without what authenticated the requests: yt-dlp's ``cookies`` fields (the
+    cookies file's values) and Cookie/Authorization headers. Nothing written to disk may hold them."""
+    if isinstance(value, dict):
+        return {k: without_credentials(v) for k, v in value.items()
+                if k != "cookies" and str(k).lower() not in _CREDENTIAL_HEADERS}
+    if isinstance(value, list):
+        return [without_credentials(v) for v in value]
+    return value
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", text)
 
@@ -355,9 +358,10 @@ def download_item(url: str, cfg: IngestConfig, store: DownloadStore, info: Optio
         if path is None or not path.is_file():
             raise IngestFailure("download", "yt-dlp finished but no audio file was written")
         info_json = path.with_name(Path(ydl.prepare_filename(result, "infojson")).name)
-        if not info_json.is_file():
-            clean = ydl.sanitize_info(result)
-            info_json.write_text(json.dumps(clean, ensure_ascii=False, default=str))
+        clean = without_credentials(ydl.sanitize_info(result))
+        tmp = info_json.with_name(f".{info_json.name}.partial")
+        tmp.write_text(json.dumps(clean, ensure_ascii=False, default=str))
+        tmp.replace(info_json)
         return Downloaded(path, json.loads(info_json.read_text()), from_cache=False), info_json
 
     done, info_json = with_retries(lambda: _call(run), cfg, url)

@@ -14,8 +14,12 @@ from ..types import Failure
 # Kinds whose outcome depends on the configuration (limits), not on the remote item:
 # a rerun always re-checks them, so changing a limit takes effect.
 CONFIG_DEPENDENT_KINDS = frozenset({"too_short", "too_long", "licence"})
-# Kinds worth trying again after a pause within one run.
+# Kinds worth trying again after a pause within one run (ingest.retries times, exponential backoff).
 TRANSIENT_KINDS = frozenset({"rate_limited", "server_error", "network", "incomplete"})
+# Kinds that another attempt will not change: they fail at once, never after a backoff. A host that
+# refuses connections or does not resolve is dead for this run (a playlist of dead links must not
+# cost minutes each); 404/410 and 401/403 are the server's answer, not an accident.
+PERMANENT_KINDS = frozenset({"connection_refused", "unknown_host", "unavailable", "forbidden"})
 
 
 EARLIER_RUN = "failed in an earlier run, not retried (set ingest.retry_failed to retry): "
@@ -58,10 +62,23 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     ("no_audio", ("requested format is not available", "no video formats found", "no audio")),
     ("unavailable", ("video unavailable", "not available", "has been removed", "does not exist", "no longer available",
                      "account has been terminated", "404", "not found")),
-    ("incomplete", ("content too short", "did not get any data", "incomplete read", "incompleteread")),
-    ("network", ("timed out", "timeout", "connection refused", "connection reset", "temporary failure",
-                 "name or service not known", "network is unreachable", "remote end closed", "urlopen error")),
+    ("incomplete", ("content too short", "did not get any data", "incomplete read", "incompleteread",
+                    "more expected")),  # ContentTooShortError: "N bytes read, M more expected"
+    ("connection_refused", ("connection refused", "errno 111]", "errno 61]", "winerror 10061")),
+    # EAI_NONAME / EAI_NODATA; "Temporary failure in name resolution" (EAI_AGAIN) stays transient
+    ("unknown_host", ("name or service not known", "nodename nor servname", "no address associated with hostname",
+                      "getaddrinfo failed", "errno -2]", "errno -5]")),
+    ("network", ("timed out", "timeout", "connection reset", "temporary failure",
+                 "network is unreachable", "remote end closed", "urlopen error", "connection aborted",
+                 "transporterror")),
 ]
+
+_REASON_PREFIX = {
+    "connection_refused": "connection refused (nothing listens at that address; not retried)",
+    "unknown_host": "unknown host (the name does not resolve; not retried)",
+    "network": "network error",
+    "incomplete": "transfer cut off before the end",
+}
 
 
 def classify_download_error(exc: BaseException) -> IngestFailure:
@@ -69,9 +86,12 @@ def classify_download_error(exc: BaseException) -> IngestFailure:
     import re
 
     message = re.sub(r"^ERROR:\s*", "", str(exc)).strip() or type(exc).__name__
-    message = re.sub(r"\s*\(caused by <[^>]*>\)\s*$", "", message)
+    # yt-dlp appends its bug-report boilerplate, and repeats the cause: "(caused by <...>)" / "(caused by X(...))"
+    message = re.sub(r";?\s*please report this issue on .*$", "", message, flags=re.S | re.I)
+    message = re.sub(r"\s*\(caused by (<[^>]*>|\w+\(.*\))\)\s*$", "", message, flags=re.S)
     status = _http_status(exc)
-    cls_names = {c.__name__ for c in type(getattr(exc, "exc_info", (None, None))[1] or exc).__mro__}
+    cause = (getattr(exc, "exc_info", None) or (None, None))[1]  # None when raised without exc_info
+    cls_names = {c.__name__ for c in type(cause or exc).__mro__}
     if "GeoRestrictedError" in cls_names:
         return IngestFailure("geo_blocked", message)
     if status == 429:
@@ -84,8 +104,9 @@ def classify_download_error(exc: BaseException) -> IngestFailure:
         return IngestFailure("forbidden", f"HTTP {status} access denied: {message}")
     low = message.lower()
     for kind, needles in _PATTERNS:
-        if any(n in low for n in needles):
-            return IngestFailure(kind, message)
+        if any(re.search(rf"(?<!\d){n}(?!\d)", low) if n.isdigit() else n in low for n in needles):
+            prefix = _REASON_PREFIX.get(kind)
+            return IngestFailure(kind, f"{prefix}: {message}" if prefix else message)
     return IngestFailure("download", message)
 
 

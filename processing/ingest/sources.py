@@ -18,11 +18,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import yaml
 
+from ..config import yaml_error_text
 from ..types import SourceSpec
 
 
@@ -42,6 +44,19 @@ def _as_list(value: Any) -> list[str]:
         sep = ";" if ";" in value else ","
         return [v.strip() for v in value.split(sep) if v.strip()]
     return [str(v).strip() for v in value if str(v).strip()]
+
+
+# A song id names folders and files of the build (audio/<song_id>/<song_id>-000.wav): letters, digits,
+# '.', '_', '-', starting with a letter or digit, so no id can be a path ('../x', 'a/b', '/abs').
+_SONG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def song_id_problem(song_id: str) -> Optional[str]:
+    """Why a user-given song_id cannot name files, or None when it can."""
+    if _SONG_ID.match(str(song_id)):
+        return None
+    return ("cannot name the song's files: use up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', no '..')")
 
 
 def spec_from_mapping(item: dict[str, Any], base_dir: Path | None, where: str) -> SourceSpec:
@@ -66,6 +81,8 @@ def spec_from_mapping(item: dict[str, Any], base_dir: Path | None, where: str) -
             data[name] = str(data[name]).strip()
     if data.get("split") not in (None, "train", "validation", "test"):
         raise SourcesError(f"{where}: split must be train, validation or test, not {data['split']!r}")
+    if data.get("song_id") is not None and song_id_problem(data["song_id"]):
+        raise SourcesError(f"{where}: song_id {data['song_id']!r} {song_id_problem(data['song_id'])}")
     spec = SourceSpec(**data)
     spec.location = str(spec.location).strip()
     if not spec.is_url:
@@ -97,24 +114,38 @@ def read_sources(path: Path) -> tuple[list[SourceSpec], dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as fh:
             rows = [{k: v for k, v in row.items() if k is not None} for row in csv.DictReader(fh)]
-        return specs_from_items(rows, base, str(path)), {}
+        return _some(specs_from_items(rows, base, str(path)), path), {}
     if path.suffix.lower() in (".txt", ".list"):
         lines = [ln.strip() for ln in path.read_text().splitlines()]
-        return specs_from_items([ln for ln in lines if ln and not ln.startswith("#")], base, str(path)), {}
+        return _some(specs_from_items([ln for ln in lines if ln and not ln.startswith("#")], base, str(path)), path), {}
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SourcesError(f"{path}: not valid YAML: {exc}") from exc
+        raise SourcesError(f"{path}: not valid YAML at {yaml_error_text(exc)}") from None
     config: dict[str, Any] = {}
+    if doc is None:
+        raise SourcesError(f"{path}: {NO_SONGS}")
     if isinstance(doc, dict):
         config = doc.get("config") or {}
+        if not isinstance(config, dict):
+            raise SourcesError(f"{path}: config: must be a mapping of sections (ingest:, chunk:, ...)")
         unknown = set(doc) - {"songs", "config"}
         if unknown:
             raise SourcesError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected songs and config")
         doc = doc.get("songs") or []
     if not isinstance(doc, list):
         raise SourcesError(f"{path}: expected a list of songs or a mapping with 'songs:'")
-    return specs_from_items(doc, base, str(path)), config
+    return _some(specs_from_items(doc, base, str(path)), path), config
+
+
+NO_SONGS = "the sources file lists no songs"
+
+
+def _some(specs: list[SourceSpec], path: Path) -> list[SourceSpec]:
+    """An empty sources file is a mistake (a wrong file, a failed export), not an empty dataset."""
+    if not specs:
+        raise SourcesError(f"{path}: {NO_SONGS}")
+    return specs
 
 
 LIST_SUFFIXES = (".txt", ".list")

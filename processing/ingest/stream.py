@@ -30,7 +30,7 @@ from ..config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
 from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, chromaprint_available
-from .sources import LIST_SUFFIXES, child_spec, expand_local_source
+from .sources import LIST_SUFFIXES, child_spec, expand_local_source, song_id_problem
 from ..types import Failure, SongMetadata, Song, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Option
     if cfg.allowed_licences and (meta.licence or "") not in cfg.allowed_licences:
         raise IngestFailure("licence", f"licence {meta.licence!r} is not in allowed_licences "
                                        f"({', '.join(cfg.allowed_licences)})")
+    if spec.song_id is not None and song_id_problem(spec.song_id):
+        raise IngestFailure("bad_song_id", f"song_id {spec.song_id!r} {song_id_problem(spec.song_id)}")
     content_hash = audio_io.file_sha256(path)
     song_id = spec.song_id or default_id or hashlib.sha256(content_hash.encode()).hexdigest()[:16]
     fp = None
@@ -155,7 +157,7 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
         if not spec.is_url:
             path = Path(spec.location)
             if not path.exists():
-                raise IngestFailure("missing", f"{path}: no such file or folder")
+                raise _why_missing(path)
             if path.is_dir():
                 raise IngestFailure("no_audio", f"{path}: folder holds no files ending in "
                                                 f"{', '.join(cfg.audio_extensions)}")
@@ -207,6 +209,23 @@ def _process(item: _Item, cfg: IngestConfig, store: DownloadStore, failures: Fai
     except Exception as exc:  # one bad item never stops the build
         log.exception("ingest of %s failed unexpectedly", item.display)
         return Failure(item=item.display, stage="ingest", reason=f"{type(exc).__name__}: {exc}", kind="error")
+
+
+def _why_missing(path: Path) -> IngestFailure:
+    """A path that does not resolve: a symlink loop, a dangling symlink, or nothing there."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return IngestFailure("symlink_loop", f"{path}: symbolic link loop (the links point at each other)")
+        if path.is_symlink():
+            return IngestFailure("missing", f"{path}: broken symbolic link to {os.readlink(path)}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return IngestFailure("unreadable", f"{path}: permission denied")
+    return IngestFailure("missing", f"{path}: no such file or folder")
 
 
 def _forget(store: DownloadStore, url: str, path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -97,9 +98,33 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{where}: missing or malformed field ({exc!r})") from None
-        for f in files:
-            check_relative_path(f.path, where)
+        check_entries(files, where)
         return manifest
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_entries(files: list[ManifestFile], where: str = "manifest") -> None:
+    """Refuse a manifest a pull could not follow safely, naming the entry: a path that escapes the
+    destination or is hidden (a published build has none), a path listed twice, a path that is a
+    file and a folder at once, a negative size, a sha256 that is not 64 hex digits."""
+    seen: set[str] = set()
+    for f in files:
+        check_relative_path(f.path, where)
+        if is_hidden(PurePosixPath(f.path)):
+            raise ManifestError(f"{where}: hidden path {f.path!r} (publishing never includes hidden files)")
+        if f.path in seen:
+            raise ManifestError(f"{where}: duplicate path {f.path!r} (listed twice)")
+        seen.add(f.path)
+        if f.size < 0:
+            raise ManifestError(f"{where}: {f.path!r}: negative size {f.size}")
+        if not _SHA256.match(f.sha256):
+            raise ManifestError(f"{where}: {f.path!r}: sha256 {f.sha256!r} is not 64 lowercase hex digits")
+    folders = {str(parent) for path in seen for parent in PurePosixPath(path).parents if str(parent) != "."}
+    clash = sorted(seen & folders)
+    if clash:
+        raise ManifestError(f"{where}: {clash[0]!r} is listed as a file and is also a folder of other entries")
 
 
 def check_relative_path(path: str, where: str = "manifest") -> str:

@@ -118,6 +118,7 @@ class PublishReport:
     copied: list[str] = field(default_factory=list)  # paths copied server-side from the latest version
     skipped: list[str] = field(default_factory=list)  # paths already in the bucket with the right sha256
     stale_removed: list[str] = field(default_factory=list)  # leftovers of an unfinished upload, not in this build
+    multipart_aborted: int = 0  # unfinished multipart uploads of an interrupted run, aborted
     manifest_uri: str = ""
     latest_version: Optional[str] = None  # what latest.json names after this run
     already_published: bool = False  # the version existed with identical content: nothing was done
@@ -272,6 +273,24 @@ def _list_objects(client: Any, bucket: str, prefix: str) -> dict[str, int]:
             for obj in page.get("Contents", []):
                 out[obj["Key"]] = int(obj["Size"])
     return out
+
+
+def _abort_unfinished_multipart(client: Any, bucket: str, prefix: str) -> int:
+    """Abort every unfinished multipart upload under ``prefix`` (an unpublished version); their count."""
+    aborted = 0
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                aborted += 1
+    except ClientError as exc:
+        code, status = _error_code(exc)
+        if code in ("NotImplemented", "AccessDenied") or status in (403, 501):
+            return aborted  # a store without the listing, or a key without the right: leave them
+        raise translate_error(exc, f"s3://{bucket}/{prefix}", "abort unfinished uploads") from exc
+    except BotoCoreError as exc:
+        raise translate_error(exc, f"s3://{bucket}/{prefix}", "abort unfinished uploads") from exc
+    return aborted
 
 
 def _remote_sha256(client: Any, bucket: str, key: str) -> Optional[str]:
@@ -454,6 +473,8 @@ def publish_build(
         with _s3_errors(f"s3://{base.bucket}/{version_prefix}", "remove stale objects"):
             client.delete_objects(Bucket=base.bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]], "Quiet": True})
     report.stale_removed = [k[len(version_prefix):] for k in stale]
+    if not cfg.dry_run:  # parts of multipart uploads a killed run left behind: invisible, but stored (and billed)
+        report.multipart_aborted = _abort_unfinished_multipart(client, base.bucket, version_prefix)
 
     # Bytes already in the store (the latest version, or this version's objects) are copied
     # inside it, not re-sent; a file repeated inside the build is sent once and copied after.
@@ -622,6 +643,7 @@ def _pull(
 
     todo = [f for f in manifest.files if verify_file(dest / f.path, f) is not None]
     problems: list[FileProblem] = []
+    partials: list[Path] = []
     bar = _progress_bar(sum(f.size for f in todo), f"pull {name}/{version}", progress)
     transfer = TransferConfig(max_concurrency=max(1, max_concurrency), use_threads=True)
     try:
@@ -631,19 +653,28 @@ def _pull(
                 target = dest / f.path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(f".{target.name}.partial")
+                partials.append(partial)
                 key = base.key(name, version, f.path)
                 jobs.append((f, key, target, partial, manager.download(base.bucket, key, str(partial), subscribers=[_Progress(bar)])))
             for f, key, target, partial, future in jobs:
-                with _s3_errors(f"s3://{base.bucket}/{key}", "download"):
+                try:
                     future.result()
+                except ClientError as exc:
+                    if not _is_not_found(exc):
+                        raise translate_error(exc, f"s3://{base.bucket}/{key}", "download") from exc
+                    problems.append(FileProblem(f.path, f"s3://{base.bucket}/{key}: missing from the bucket"))
+                    continue
+                except BotoCoreError as exc:
+                    raise translate_error(exc, f"s3://{base.bucket}/{key}", "download") from exc
                 problem = verify_file(partial, f)
                 if problem is not None:
-                    partial.unlink(missing_ok=True)
                     problems.append(FileProblem(f.path, f"s3://{base.bucket}/{key}: {problem.reason}"))
                 else:
                     os.replace(partial, target)
     finally:
         bar.close()
+        for partial in partials:  # bytes that did not verify (or whose download failed) are never kept
+            partial.unlink(missing_ok=True)
     if problems:
         listing = "; ".join(f"{p.path} ({p.reason})" for p in problems[:10])
         raise IntegrityError(f"{uri}: {len(problems)} file(s) do not match the manifest: {listing}", problems)
