@@ -530,7 +530,7 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
     order: list[str] = []
     outcomes: dict[str, SongOutcome] = {}
     model = separator if ctx.model_format is not None else None
-    items = iter_ingest(sources, cfg.ingest, download_dir)
+    items = iter_ingest(sources, cfg.ingest, download_dir, executor.ingest_runner(ctx))
     if cache.remote is not None and executor.distributed:
         items = _shared_sources(items, cache)
     try:

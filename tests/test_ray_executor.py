@@ -3,6 +3,7 @@ executor for --model none, offline and the tiny HTDemucs; a killed Ray worker is
 lost or written twice; a song that kills every try is reported; Ray missing fails at once."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -172,3 +173,71 @@ def test_without_ray_the_ray_executor_fails_at_once_saying_how_to_install_it(tmp
                           "--executor", "ray"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 2 and "pip install -e '.[ray]'" in run.stderr, run.stderr
     assert not (tmp_path / "b").exists() and time.monotonic() - started < 60
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; counts requests per path and the most ever in progress at once."""
+
+    lock = threading.Lock()
+    active = 0
+    most = 0
+    hits: dict[str, int] = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.most = max(cls.most, cls.active)
+            cls.hits[self.path] = cls.hits.get(self.path, 0) + 1
+        try:
+            time.sleep(0.2)  # long enough for a second download to overlap if one were allowed
+            super().do_GET()
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+
+def test_downloads_run_as_ray_tasks_within_the_clusters_concurrency(cluster, shared_audio, tmp_path, monkeypatch):
+    """URL items are downloaded, checked and fingerprinted by Ray tasks, never more than ingest.concurrency
+    at once on the cluster; the driver keeps their order and the download index; same dataset as local."""
+    import functools
+
+    import processing.ingest.stream as stream
+
+    served = tmp_path / "site"
+    names = ["vocal.wav", "jazz.wav", "piano.wav"]
+    for name, (src, start) in zip(names, [(SONG_WITH_VOCALS, 30), (VIBE_ACE, 10), (PIANO, 0)]):
+        excerpt(shared_audio / src, served / name, start, 8.0)
+    handler = type("Handler", (_CountingHandler,), {"hits": {}, "active": 0, "most": 0, "lock": threading.Lock()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sources = [SourceSpec(f"{base}/{n}", title=n.split(".")[0]) for n in names] + [SourceSpec(f"{base}/gone.wav")]
+    common = ["separate.model=none", "chunk.chunk_s=4", "chunk.min_tail_s=1", "ingest.min_duration_s=1",
+              "ingest.concurrency=1", "ingest.rate_limit=50M", "analyse.exclude_flagged=false"]
+    try:
+        local = run_build(_cfg(tmp_path, "local", *common), sources)
+        handler.most = 0
+        on_driver: list[str] = []  # URL items the driver process itself ran (none: they are Ray tasks)
+        real = stream._process
+        monkeypatch.setattr(stream, "_process", lambda item, *a: on_driver.append(item.display) or real(item, *a))
+        on_ray = run_build(_cfg(tmp_path, "ray", *common, "build.executor=ray"), sources)
+    finally:
+        server.shutdown()
+    assert not on_driver and handler.most == 1
+    [failure] = on_ray.report.failures
+    assert failure.item.endswith("/gone.wav") and failure.stage == "ingest"
+    assert [f.to_dict() for f in local.report.failures] == [failure.to_dict()]
+    assert_same_dataset(local.out_dir, on_ray.out_dir)
+    index = (on_ray.out_dir / ".cache" / "downloads" / "downloads.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["url"] for line in index) == sorted(s.location for s in sources[:3])
+    assert all(handler.hits.get(f"/{n}", 0) >= 1 for n in names)
+
+
+def test_the_download_rate_is_shared_by_the_cluster_s_concurrent_downloads():
+    from processing.executors.ray import _split_rate
+
+    assert _split_rate("2M", 4) == str(2 * 1024 * 1024 // 4) and _split_rate(None, 4) is None

@@ -105,5 +105,9 @@ class Executor(Protocol):
     def finish(self, fn: Callable[..., Any], *args: Any) -> Any:
         ...
 
+    def ingest_runner(self, ctx: BuildContext) -> Optional[Callable[..., Any]]:
+        """What runs ingest's items (``ingest.stream.ThreadRunner``'s interface), or None: threads here."""
+        ...
+
     def close(self) -> None:
         ...

@@ -157,6 +157,10 @@ class LocalExecutor:
         """The build's last step, here (it writes the table and exports from the songs' rows)."""
         return fn(*args)
 
+    def ingest_runner(self, ctx: BuildContext) -> None:
+        """Ingest runs on its own threads here (ingest.stream's default)."""
+        return None
+
     def close(self) -> None:
         pass
 

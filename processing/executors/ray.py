@@ -12,6 +12,9 @@ It calls the very same task functions (``SongTasks``) as the local executor; onl
 - bounds as in the local executor: at most ``max_in_flight`` songs between ingest and their rows, and at
   most ``separate.songs_per_group`` + 2 songs prepared for or inside each model actor.
 
+- ingest's items (download, check, hash, fingerprint) run as Ray tasks too (``RayIngest``), at most
+  ``ingest.concurrency`` at once on the whole cluster, while the driver keeps source order, duplicates
+  and the download index;
 - the build's last step (``finish``: the table and the dataset exports, and for an s3:// build their
   upload) runs in one Ray task; the driver writes only the report.
 
@@ -19,17 +22,18 @@ Every node must reach the build folder and the stage cache: the same absolute pa
 shared file system) or an s3:// store (``processing.storage``; each worker then reads and writes the store
 itself, and songs it does not have on disk come from the cache's ``sources/``). Every node runs the same
 environment (this project installed with its ``ray`` extra), and, for Demucs, finds the weights
-(``separate.weights`` on a shared path, or each node's own caches). Ingest (downloads, checks, dedup)
-runs on the driver, as in the local executor.
+(``separate.weights`` on a shared path, or each node's own caches).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import queue
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import ray
@@ -174,6 +178,90 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+# ----------------------------------------------------------------------------- ingest on the cluster
+
+
+INGEST_TASK_CPUS = 0.25  # a download mostly waits on the network; checks and fingerprints are short
+
+
+@ray.remote
+def _ingest_item(item: Any, cfg: Any, download_dir: Any, state: Any, fingerprints: Any, share: Any) -> tuple[Any, list]:
+    """One ingest item (download, check, hash, fingerprint) on any node; the song's audio is put into the
+    remote cache's ``sources/`` from here when there is one (other nodes may not see this node's disk)."""
+    from ..ingest.remote import run_item
+    from ..outputs import source_rel
+
+    outcome, journal = run_item(item, cfg, download_dir, state, fingerprints)
+    song = getattr(outcome, "song", None)
+    if share is not None and song is not None:
+        store = share.open()
+        if not store.exists(source_rel(song)):
+            store.upload(song.audio_path, source_rel(song))
+    return outcome, journal
+
+
+def _split_rate(rate: Optional[str], parts: int) -> Optional[str]:
+    """``ingest.rate_limit`` shared by ``parts`` downloads at once (bytes/s each, as yt-dlp reads it)."""
+    if not rate:
+        return rate
+    from yt_dlp.utils import parse_bytes
+
+    return str(max(1, int(parse_bytes(str(rate)) // parts)))
+
+
+class RayIngest:
+    """Ingest's runner on the cluster (see ``ingest.stream.ThreadRunner``): URL items run as Ray tasks on any
+    node, into the download folder (a shared path); items that are local files stay on the driver, which
+    has them. ``ingest.concurrency`` and ``ingest.rate_limit`` hold for the cluster as a whole: at most
+    ``concurrency`` items at once, each download limited to rate_limit / concurrency. The driver keeps source
+    order, duplicates and the download index (it writes the records each task hands back)."""
+
+    def __init__(self, share: Any, max_retries: int, cfg: Any, store: Any, failures: Any, fingerprints: Any):
+        from ..ingest.stream import ThreadRunner
+
+        self.concurrency = max(1, int(cfg.concurrency))
+        self.capacity = self.concurrency
+        self.cfg = dataclasses.replace(cfg, rate_limit=_split_rate(cfg.rate_limit, self.concurrency))
+        self.store, self.failures, self.fingerprints, self.share = store, failures, fingerprints, share
+        self.local = ThreadRunner(cfg, store, failures, fingerprints)
+        self.task = _ingest_item.options(num_cpus=INGEST_TASK_CPUS, max_retries=max_retries,
+                                         runtime_env={"env_vars": dict(ONE_THREAD_ENV)})
+        self.remote: dict[Future, tuple[Any, Any]] = {}  # future -> (item, ObjectRef)
+        self.tries = max_retries + 1
+
+    def submit(self, item: Any) -> Future:
+        if not item.spec.is_url:
+            return self.local.submit(item)
+        from ..ingest.remote import item_state
+
+        state = item_state(item, self.store, self.failures)
+        ref = self.task.remote(item, self.cfg, Path(self.store.root).resolve(), state,
+                               Path(self.fingerprints).resolve() if self.fingerprints else None, self.share)
+        future = ref.future()
+        self.remote[future] = (item, ref)
+        return future
+
+    def result(self, future: Future) -> Any:
+        if future not in self.remote:
+            return self.local.result(future)
+        from ..ingest.remote import replay
+
+        item, _ = self.remote.pop(future)
+        try:
+            outcome, journal = future.result()
+        except ray.exceptions.RayError as exc:
+            failure = _death(exc, self.tries)
+            return Failure(item.display, "ingest", failure.reason, failure.kind)
+        replay(journal, self.store)
+        return outcome
+
+    def shutdown(self) -> None:
+        for _, ref in self.remote.values():
+            ray.cancel(ref, force=True)
+        self.remote.clear()
+        self.local.shutdown()
+
+
 class RayExecutor:
     """See the module docstring. ``address``: the cluster to join (None: start a local one, which ends with
     the build); ``max_in_flight``: songs between ingest and their rows (default: two per cluster CPU plus
@@ -232,6 +320,10 @@ class RayExecutor:
         self._started_here = self._connect() or self._started_here
         task = _call.options(num_cpus=1, max_retries=self.max_retries, runtime_env={"env_vars": dict(ONE_THREAD_ENV)})
         return ray.get(task.remote(fn, *args))
+
+    def ingest_runner(self, ctx: BuildContext) -> Callable[..., RayIngest]:
+        """What ``iter_ingest`` runs its items with: Ray tasks (see RayIngest)."""
+        return functools.partial(RayIngest, ctx.cache_store, self.max_retries)
 
     def close(self) -> None:
         """Shut down the local cluster this executor started (a cluster it joined goes on)."""
