@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core; local executor)")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="local (default: this machine's cores and GPU) or ray (a Ray cluster; pip install -e '.[ray]')")
-    p.add_argument("--ray-address", help="with --executor ray: the cluster to join (e.g. auto, ray://head:10001); "
+    p.add_argument("--ray-address", help="with --executor ray: the cluster to join (auto, or HEAD_IP:6379 from a cluster node); "
                                          "default: start a local one")
     p.add_argument("--keep-stems", action="store_true", help="also write each stem of every chunk")
     p.add_argument("--chunk-seconds", type=float, help="chunk length in seconds (default 30)")
