@@ -81,7 +81,7 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-_ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                           "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 
 
@@ -97,8 +97,9 @@ def _describe_death(exc: BaseException) -> str:
     return f"its worker process died (exit code {code})"
 
 
-class _ModelWorker(threading.Thread):
-    """The one thread that runs the model: prepared songs in, separated songs out as events."""
+class ModelWorker(threading.Thread):
+    """The one thread that runs the model: prepared songs in, separated songs out as events (the local
+    executor runs one in its driver, the Ray executor one in each model actor)."""
 
     def __init__(self, model: Any, ctx: BuildContext, events: queue.Queue, capacity: int):
         super().__init__(name="model-worker", daemon=True)
@@ -187,11 +188,11 @@ class LocalExecutor:
                 events.put(("ingest-error", None, exc))
             events.put(("ingest-end", None, _END))
 
-        saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
-        os.environ.update(_ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
+        saved_env = {k: os.environ.get(k) for k in ONE_THREAD_ENV}
+        os.environ.update(ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
         pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
                            context=_mp_context())
-        worker = _ModelWorker(model, ctx, events, model_capacity) if model is not None else None
+        worker = ModelWorker(model, ctx, events, model_capacity) if model is not None else None
         if worker is not None:
             worker.start()
         ingest_thread = threading.Thread(target=ingest, name="ingest", daemon=True)

@@ -41,7 +41,7 @@ import ray
 from ..separate.base import SeparatorError
 from ..types import Failure, Song
 from .base import BuildContext, NeedsModel, SongOutcome, SongTasks
-from .local import _ONE_THREAD_ENV as ONE_THREAD_ENV
+from .local import ONE_THREAD_ENV
 
 log = logging.getLogger("music_mixer")
 
@@ -94,14 +94,14 @@ class ModelActor:
 
     def __init__(self, ctx: BuildContext, capacity: int, threads: int):
         from ..separate.base import make_separator
-        from .local import _ModelWorker
+        from .local import ModelWorker
 
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.separator = make_separator(ctx.cfg.separate)
         self.events: queue.Queue = queue.Queue()
-        self.worker = _ModelWorker(self.separator, ctx, self.events, capacity)
+        self.worker = ModelWorker(self.separator, ctx, self.events, capacity)
         self.waiting: dict[Any, Future] = {}
         self.lock = threading.Lock()
         self.broken: Optional[BaseException] = None
