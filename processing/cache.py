@@ -124,10 +124,15 @@ class StageCache:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, dead but not reaped yet, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
