@@ -164,7 +164,7 @@ class StageCache:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process runs; a zombie (dead, not yet reaped by its parent) has stopped writing: not alive."""
+    """Whether a process of this host still runs (a zombie, dead but not reaped yet, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -175,4 +175,4 @@ def _alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
-        return True  # no /proc here: trust kill()
+        return True
