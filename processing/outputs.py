@@ -82,15 +82,21 @@ class BuildOutput:
             self.store.upload(src, rel)
 
     def write_rows(self, song_id: str, rows: list[dict[str, Any]]) -> str:
-        """One song's rows as JSON lines (atomic: written beside, then renamed or sent in one PUT)."""
-        rel = f"{ROWS_DIR}/{song_id}.jsonl"
-        path = self.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        with open(tmp, "w") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, default=str) + "\n")
-        tmp.replace(path)
+        """One song's rows into the build (a remote build: then sent in one PUT); the relative path."""
+        rel = write_rows(self.out_dir, song_id, rows)
         if self.store is not None:
-            self.store.upload(path, rel)
+            self.store.upload(self.out_dir / rel, rel)
         return rel
+
+
+def write_rows(out_dir: Path, song_id: str, rows: list[dict[str, Any]]) -> str:
+    """One song's rows as JSON lines in the build's hidden rows folder (atomic); returns the relative path."""
+    rel = f"{ROWS_DIR}/{song_id}.jsonl"
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=str) + "\n")
+    tmp.replace(path)
+    return rel

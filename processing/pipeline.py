@@ -37,7 +37,7 @@ from .cache import StageCache, stable_hash
 from .chunk.stage import STAGE_VERSION as CHUNK_VERSION, ChunkingResult, chunk_params, chunk_song, place_chunks
 from .config import PipelineConfig
 from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, SongTasks
-from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio
+from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
 from .separate.base import Separator, make_separator
