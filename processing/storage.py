@@ -19,26 +19,18 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from .config import is_uri
-
-Location = Union[str, Path]  # a local path, or an s3:// URI
 
 
 class StorageError(RuntimeError):
     """A remote store cannot be used (bad URI, no bucket, no access); the message names it."""
 
 
-def is_remote(location: Optional[Location]) -> bool:
+def is_remote(location: object) -> bool:
+    """An s3:// location rather than a local path."""
     return is_uri(location)
-
-
-def join(location: Location, *parts: str) -> Location:
-    """``location`` / parts, for a URI or a path."""
-    if is_remote(location):
-        return "/".join([str(location).rstrip("/"), *[p.strip("/") for p in parts]])
-    return Path(location).joinpath(*parts)
 
 
 def local_side(uri: str, kind: str) -> Path:
