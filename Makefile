@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU-only machines: pin torch so pip takes the CPU build instead of several GB of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
+# The project is installed with its `ray` extra, so the Ray executor's tests (a real local cluster) run in `make test`.
 # The tests also check the datasets-5.x path (a second, torch-free venv) and read the audiocraft
 # manifests with audiocraft's own data classes (its source, unpacked; its heavy deps are not needed).
 DS5_VENV ?= .venv-ds5
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "$(TORCH_SPEC)"
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,ray]'
 	touch $@
 
 $(VENV)/.musicnn: $(VENV)/.installed

@@ -6,6 +6,11 @@ key of that stage and of every stage after it (their input hash changes), so
 only the affected stages run again. An entry is complete only once its
 ``done.json`` marker is written, which happens last, inside a private folder that
 is then renamed into place: a killed run leaves no half entry under the key.
+
+A cache on a remote store (``s3://``, see ``processing.storage``) keeps the same layout there: an entry
+is written locally as above, then uploaded with its ``done.json`` last (an entry without it is not
+done, and is made again), and read back through a node-local mirror of the entries it needs, fetched
+when a stage needs their files (``CacheEntry.fetch``); done entries never change, so the mirror stays true.
 """
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .storage import Store
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -33,18 +41,40 @@ def stable_hash(*parts: Any) -> str:
 class CacheEntry:
     stage: str
     key: str
-    path: Path
+    path: Path  # the entry's folder (for a remote cache: in the local mirror)
     _work: Optional[Path] = None  # the private folder an unfinished entry is written in
+    remote: Optional["Store"] = None  # the cache's remote store, if any
+    rel: str = ""  # the entry's folder relative to the cache root
 
     @property
     def marker(self) -> Path:
         return self.path / "done.json"
 
     def is_done(self) -> bool:
-        return self.marker.is_file()
+        return self.marker.is_file() or (self.remote is not None and self.remote.exists(f"{self.rel}/done.json"))
 
     def read_meta(self) -> dict[str, Any]:
-        return json.loads(self.marker.read_text())
+        if self.marker.is_file() or self.remote is None:
+            return json.loads(self.marker.read_text())
+        return json.loads(self.remote.read_text(f"{self.rel}/done.json"))
+
+    def fetch(self) -> Path:
+        """The entry's folder with its files (a remote entry is copied into the local mirror first, whole)."""
+        if self.marker.is_file() or self.remote is None:
+            return self.path
+        work = self.begin()
+        try:
+            files = self.remote.list(self.rel)
+            if f"{self.rel}/done.json" not in files:
+                raise FileNotFoundError(f"cache entry {self.remote.uri(self.rel)} is not done")
+            for rel in files:
+                self.remote.download(rel, work / rel[len(self.rel) + 1:])
+            self._into_place()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            self._work = None
+            raise
+        return self.path
 
     def begin(self) -> Path:
         """A fresh private folder to write this entry in; ``finish`` moves it into place in one rename,
@@ -61,12 +91,20 @@ class CacheEntry:
         # key order kept (no sort_keys): rows rebuilt from the cache must have the columns of a fresh build,
         # or the table (chunks.parquet) of a rerun would differ from the first build byte for byte
         (self._work / "done.json").write_text(json.dumps(meta, default=str, indent=1))
-        if self.path.exists() and not self.is_done():  # left by a run of an older layout: not an entry
+        self._into_place()
+        if self.remote is not None:  # every file, then the marker: a reader never sees a done entry half sent
+            files = sorted(p for p in self.path.rglob("*") if p.is_file() and p.name != "done.json")
+            for path in files:
+                self.remote.upload(path, f"{self.rel}/{path.relative_to(self.path).as_posix()}")
+            self.remote.upload(self.marker, f"{self.rel}/done.json")
+
+    def _into_place(self) -> None:
+        if self.path.exists() and not self.marker.is_file():  # left by a run of an older layout: not an entry
             shutil.rmtree(self.path, ignore_errors=True)
         try:
             os.rename(self._work, self.path)
         except OSError:  # another writer finished the same entry first: keep theirs (same key, same content)
-            if not self.is_done():
+            if not self.marker.is_file():
                 raise
             shutil.rmtree(self._work, ignore_errors=True)
         self._work = None
@@ -74,13 +112,15 @@ class CacheEntry:
 
 @dataclass
 class StageCache:
-    root: Path
+    root: Path  # the cache folder (for a remote cache: its local mirror)
     hits: dict[str, int] = field(default_factory=dict)
     misses: dict[str, int] = field(default_factory=dict)
+    remote: Optional["Store"] = None  # the remote store the cache lives in, if any
 
     def entry(self, stage: str, version: str, input_hash: str, params: Any) -> CacheEntry:
         key = stable_hash(stage, version, input_hash, params)[:32]
-        return CacheEntry(stage, key, Path(self.root) / stage / key[:2] / key)
+        rel = f"{stage}/{key[:2]}/{key}"
+        return CacheEntry(stage, key, Path(self.root) / rel, remote=self.remote, rel=rel)
 
     def record(self, stage: str, hit: bool) -> None:
         counter = self.hits if hit else self.misses

@@ -17,11 +17,16 @@ from typing import Any, Optional
 import yaml
 
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 
 class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names it."""
+
+
+def is_uri(value: Any) -> bool:
+    """An s3:// location (a build folder or cache on a remote store) rather than a local path."""
+    return isinstance(value, str) and value.startswith("s3://")
 
 
 @dataclass
@@ -121,7 +126,10 @@ class BuildConfig:
     embed_audio: bool = False  # Parquet holds audio bytes (True) or relative paths
     shard_max_mb: int = 500
     exports: list[str] = field(default_factory=lambda: ["parquet", "audiocraft", "hf"])
-    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker)
+    executor: str = "local"  # how stages are scheduled: "local" (worker processes + one model worker) or "ray"
+    ray_address: Optional[str] = None  # executor "ray": the cluster to join ("auto", "HEAD_IP:6379", ...); None: start one here
+    endpoint_url: Optional[str] = None  # S3-compatible endpoint for an s3:// out_dir / cache_dir (MinIO, R2, moto)
+    region: Optional[str] = None  # region of an s3:// out_dir / cache_dir (default: AWS_DEFAULT_REGION, else us-east-1)
 
 
 @dataclass
@@ -145,8 +153,8 @@ class PublishConfig:
 
 @dataclass
 class PipelineConfig:
-    out_dir: Path = Path("build")
-    cache_dir: Optional[Path] = None  # default: <out_dir>/.cache
+    out_dir: Path = Path("build")  # a folder, or an s3://bucket/prefix URI (kept as text)
+    cache_dir: Optional[Path] = None  # default: <out_dir>/.cache; a folder or an s3:// URI
     sources: list[Any] = field(default_factory=list)  # SourceSpec, parsed by processing.ingest.sources
     workers: Optional[int] = None  # CPU worker processes (decode, chunk, analyse, ...); None: one per CPU core
     progress: bool = True
@@ -164,8 +172,11 @@ class PipelineConfig:
         return self.workers or os.cpu_count() or 1
 
     @property
-    def resolved_cache_dir(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(self.out_dir) / ".cache"
+    def resolved_cache_dir(self) -> Any:
+        """The cache's location: a Path, or an s3:// URI (text)."""
+        if self.cache_dir:
+            return self.cache_dir
+        return f"{str(self.out_dir).rstrip('/')}/.cache" if is_uri(self.out_dir) else Path(self.out_dir) / ".cache"
 
     def validate(self) -> None:
         """Raise ConfigError naming the first value that cannot work (every section: the whole
@@ -176,6 +187,11 @@ class PipelineConfig:
             (finite, "every number must be finite (no nan or inf): " + ", ".join(_non_finite(self))),
             (self.workers is None or self.workers >= 1, "workers must be >= 1"),
             (self.build.executor in EXECUTORS, f"build.executor must be one of {', '.join(EXECUTORS)}"),
+            (not (is_uri(self.out_dir) and (self.publish.s3_uri or self.publish.hub_repo)),
+             "publishing right after a build needs a local out_dir: pull the s3:// build (scripts/pull.py) and publish that"),
+            (not any(is_uri(v) for v in (self.ingest.cache_dir, self.ingest.cookies_file, self.separate.weights,
+                                         self.analyse.tagger_weights)),
+             "only out_dir and cache_dir may be s3:// URIs (downloads, cookies and weights are local files)"),
             (c.chunk_s > 0, "chunk.chunk_s must be > 0"),
             (c.tail_policy in ("drop", "pad", "merge"), "chunk.tail_policy must be drop, pad or merge"),
             (c.min_tail_s >= 0, "chunk.min_tail_s must be >= 0"),
@@ -221,6 +237,10 @@ class PipelineConfig:
         data = _to_plain(self)
         data["ingest"]["proxy"] = redact_url(data["ingest"]["proxy"])
         return data
+
+    def with_absolute_paths(self) -> "PipelineConfig":
+        """A copy whose local paths are absolute, so that it means the same on every node of a cluster."""
+        return _absolute(self)
 
 
 def redact_url(url: Optional[str]) -> Optional[str]:
@@ -282,6 +302,15 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def _absolute(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _absolute(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                             if f.init})
+    if isinstance(value, Path):
+        return value.expanduser().resolve()
+    return value
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the annotated type, or raise ConfigError naming `where`."""
     origin = typing.get_origin(tp)
@@ -305,6 +334,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is Any:
         return value
     if tp is Path:
+        if is_uri(value):
+            return str(value)  # a remote location (processing.storage), not a local path
+        if "://" in str(value):
+            raise ConfigError(f"{where}: {value!r}: only local paths and s3:// URIs are supported")
         return Path(str(value)).expanduser()
     if tp is bool:
         if isinstance(value, bool):

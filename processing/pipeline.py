@@ -27,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,26 +37,37 @@ from .cache import StageCache, stable_hash
 from .chunk.stage import STAGE_VERSION as CHUNK_VERSION, ChunkingResult, chunk_params, chunk_song, place_chunks
 from .config import PipelineConfig
 from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, SongTasks
+from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
 from .separate.base import Separator, make_separator
 from .separate.stage import (STAGE_VERSION as SEPARATE_VERSION, Separation, load_separation, separate_on_cpu,
                              separation_params, separator_for, write_separation)
+from .storage import StoreSpec, is_remote, local_side
 from .types import Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
 ANALYSE_VERSION = "3"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model
-ROWS_DIR = ".rows"  # one JSON-lines file of rows per song, merged into chunks.parquet at the end
+SCHEDULING_KEYS = ("executor", "ray_address", "endpoint_url", "region")  # where work runs and files live, never what they hold
 
 
 # ----------------------------------------------------------------------------- planning (driver side)
 
 
 def build_context(cfg: PipelineConfig, separator: Separator) -> BuildContext:
+    """What every task needs; an s3:// build or cache is reached through this node's staging / mirror folder."""
     model_format = separator.model_format() if getattr(separator, "runs_in_model_worker", False) else None
-    return BuildContext(cfg, Path(cfg.out_dir).resolve(), Path(cfg.resolved_cache_dir).resolve(), separator.name,
-                        separator.cache_params(), model_format)
+    out_store = cache_store = None
+    out_dir, cache_dir = cfg.out_dir, cfg.resolved_cache_dir
+    if is_remote(out_dir):
+        out_store = StoreSpec(str(out_dir), cfg.build.endpoint_url, cfg.build.region)
+        out_dir = local_side(str(out_dir), "build")
+    if is_remote(cache_dir):
+        cache_store = StoreSpec(str(cache_dir), cfg.build.endpoint_url, cfg.build.region)
+        cache_dir = local_side(str(cache_dir), "cache")
+    return BuildContext(cfg, Path(out_dir).resolve(), Path(cache_dir).resolve(), separator.name,
+                        separator.cache_params(), model_format, out_store, cache_store)
 
 
 def separation_entry(song: Song, ctx: BuildContext, cache: StageCache):
@@ -67,7 +78,7 @@ def separation_entry(song: Song, ctx: BuildContext, cache: StageCache):
 def needs_model(song: Song, ctx: BuildContext) -> bool:
     """Whether this song's separation must go through the model worker (not cached, not pass-through)."""
     return (ctx.model_format is not None and not song.instrumental
-            and not separation_entry(song, ctx, StageCache(ctx.cache_root)).is_done())
+            and not separation_entry(song, ctx, open_cache(ctx)).is_done())
 
 
 # ----------------------------------------------------------------------------- tasks (worker side)
@@ -83,14 +94,17 @@ def _worker_name() -> str:
 def song_task(song: Song, ctx: BuildContext) -> Union[SongOutcome, NeedsModel]:
     """A song from ingest to its rows, or to the model worker's door when its separation needs the model."""
     outcome = SongOutcome(song.song_id, audio_s=song.duration_s, worker=_worker_name())
-    cache = StageCache(ctx.cache_root)
+    cache = open_cache(ctx)
     entry = separation_entry(song, ctx, cache)
     if entry.is_done():
         outcome.cache_use("separate", hit=True)
-        return _rows_task(load_separation(song, entry.path, entry.read_meta()), ctx, outcome)
+        meta = entry.read_meta()
+        # the entry's files are read only by the stages that miss the cache (a remote entry is fetched then)
+        return _rows_task(load_separation(song, entry.path, meta, levels=False), ctx, outcome,
+                          lambda: load_separation(song, entry.fetch(), meta))
     try:
         with outcome.timed("decode"):
-            mix = audio_io.decode(song.audio_path)
+            mix = audio_io.decode(song_audio(song, ctx))
     except audio_io.AudioDecodeError as exc:
         outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
         return outcome
@@ -116,7 +130,7 @@ def finish_task(song: Song, model_output: Any, outcome: SongOutcome, ctx: BuildC
 
     outcome.worker = _worker_name()
     with outcome.timed("separate (finish)"):
-        mix = audio_io.decode(song.audio_path) if model_output.instrumental is None else None
+        mix = audio_io.decode(song_audio(song, ctx)) if model_output.instrumental is None else None
         separation = separation_from_model(model_output, mix)
     return _store_then_rows(song, separation, ctx.separator_name, ctx, outcome)
 
@@ -129,31 +143,36 @@ def model_failure(song: Song, error: BaseException, outcome: SongOutcome) -> Son
 
 def _store_then_rows(song: Song, separation: Separation, model: str, ctx: BuildContext,
                      outcome: SongOutcome) -> SongOutcome:
-    cache = StageCache(ctx.cache_root)
+    cache = open_cache(ctx)
     entry = separation_entry(song, ctx, cache)
     with outcome.timed("separate (write)"):
         folder = entry.begin()
         entry.finish(write_separation(song, separation, model, folder))
     outcome.cache_use("separate", hit=False)
     del separation
-    return _rows_task(load_separation(song, entry.path, entry.read_meta()), ctx, outcome)
+    separated = load_separation(song, entry.path, entry.read_meta())
+    return _rows_task(separated, ctx, outcome, lambda: separated)
 
 
-def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome) -> SongOutcome:
-    """Chunk, convert, analyse and describe one separated song; write its rows (failures go to the outcome)."""
+def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome,
+               full: Callable[[], SeparatedSong]) -> SongOutcome:
+    """Chunk, convert, analyse and describe one separated song; write its rows (failures go to the outcome).
+    ``separated`` may lack the stem levels; ``full()`` gives them, with the entry's files on this node."""
     cfg = ctx.cfg
     song_id = separated.song.song_id
     outcome.count("songs_separated")
-    cache = StageCache(ctx.cache_root)
+    cache = open_cache(ctx)
+    output = BuildOutput(ctx, cache)
     try:
         with outcome.timed("chunk+convert"):
             params = chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song_id)
             # The separation entry's folder name is its key: a hash of the source content and separation settings.
             entry, meta, hit = cache.get_or_compute(
                 "chunk", CHUNK_VERSION, separated.instrumental_path.parent.name, params,
-                lambda folder: chunk_song(separated, cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder))
+                lambda folder: chunk_song(full(), cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder))
             outcome.cache_use("chunk", hit)
-            chunking = place_chunks(separated, meta, entry.path, cfg.convert, ctx.out_dir)
+            chunk_files = entry.fetch() if output.needs_local_cache_files else entry.path
+            chunking = place_chunks(separated, meta, chunk_files, cfg.convert, ctx.out_dir, output.place)
             chunking.cache_key, chunking.cached = entry.key, hit
     except Exception as exc:  # one song's failure must not stop the build
         outcome.failures.append(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
@@ -169,8 +188,16 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
     song_flags: list[str] = []
     if cfg.analyse.enabled:
         try:
+            def analysed() -> tuple[SeparatedSong, ChunkingResult]:  # on a miss: the files analysis reads, here
+                if not all(c.audio_path.is_file() for c in chunking.chunks):
+                    local = place_chunks(separated, meta, entry.fetch(), cfg.convert, ctx.out_dir)
+                    local.cache_key, local.cached = chunking.cache_key, chunking.cached
+                    return full(), local
+                return full(), chunking
+
             with outcome.timed("analyse+describe"):
-                analysis_rows, song_row, song_flags = _analyse_and_describe(separated, chunking, cfg, cache, outcome)
+                analysis_rows, song_row, song_flags = _analyse_and_describe(separated, analysed, chunking, cfg, cache,
+                                                                                 outcome)
         except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
             outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
             song_flags = ["analysis_failed"]
@@ -181,13 +208,15 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
         outcome.written.append(row["audio_path"])
         outcome.written.extend(json.loads(row["stem_paths"]).values())
     outcome.chunks = len(rows)
-    outcome.rows_file = write_rows(ctx.out_dir, song_id, rows)
+    outcome.rows_file = output.write_rows(song_id, rows)
     return outcome
 
 
-def _analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig,
-                          cache: StageCache, outcome: SongOutcome) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """Per-chunk analysis+description rows, the song row and song flags (cached per song)."""
+def _analyse_and_describe(separated: SeparatedSong, inputs: Callable[[], tuple[SeparatedSong, ChunkingResult]],
+                          chunking: ChunkingResult, cfg: PipelineConfig, cache: StageCache,
+                          outcome: SongOutcome) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+    """Per-chunk analysis+description rows, the song row and song flags (cached per song); ``inputs()``
+    gives the separation and chunks with their files on this node (called only on a miss)."""
     from .analyse.analyse import WholeSong, analyse_song
     from .describe.describe import describe_chunks
 
@@ -195,6 +224,7 @@ def _analyse_and_describe(separated: SeparatedSong, chunking: ChunkingResult, cf
               "metadata": separated.song.metadata.to_dict(), "model": separated.model}
 
     def compute(_folder: Path) -> dict[str, Any]:
+        separated, chunking = inputs()
         whole = WholeSong(chunking.instrumental_duration_s, chunking.instrumental_loudness_lufs,
                           chunking.instrumental_peak)
         analysis = analyse_song(separated, chunking.chunks, cfg.analyse, whole)
@@ -266,19 +296,6 @@ def song_rows(separated: SeparatedSong, chunking: ChunkingResult, analysis_rows:
     return rows
 
 
-def write_rows(out_dir: Path, song_id: str, rows: list[dict[str, Any]]) -> str:
-    """One song's rows as JSON lines in the build's hidden rows folder (atomic); returns the relative path."""
-    rel = f"{ROWS_DIR}/{song_id}.jsonl"
-    path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, default=str) + "\n")
-    tmp.replace(path)
-    return rel
-
-
 def read_rows(out_dir: Path, rel: str) -> list[dict[str, Any]]:
     with open(out_dir / rel) as fh:
         return [json.loads(line) for line in fh if line.strip()]
@@ -335,10 +352,11 @@ def write_table(row_files: list[str], out_dir: Path, path: Path) -> Path:
 
 @dataclass
 class BuildResult:
-    out_dir: Path
+    out_dir: Path  # the build folder (for an s3:// build: this machine's staging folder, holding the small files)
     table_path: Path
     report_path: Path
     report: BuildReport
+    location: str = ""  # where the build is: its folder, or its s3:// URI
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -363,7 +381,8 @@ def build_version(cfg: PipelineConfig, included_sha256: list[str]) -> str:
         return cfg.build.version
     import datetime
 
-    digest = stable_hash(sorted(included_sha256), cfg.to_dict()["build"], cfg.to_dict()["convert"])
+    build = {k: v for k, v in cfg.to_dict()["build"].items() if k not in SCHEDULING_KEYS}
+    digest = stable_hash(sorted(included_sha256), build, cfg.to_dict()["convert"])
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y.%m.%d}-{digest[:8]}"
 
 
@@ -405,7 +424,64 @@ def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutc
     import shutil
 
     shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)
-    return BuildResult(out_dir, table_path, report_path, report)
+    return BuildResult(out_dir, table_path, report_path, report, str(out_dir))
+
+
+def finish_build_at(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutcome], report: BuildReport) -> BuildResult:
+    """``finish_build`` where the build is: in its folder, or for an s3:// build in a private folder of this
+    node, whose new files this node then sends to the store (executors run this on one of their workers)."""
+    if ctx.out_store is None:
+        return finish_build(cfg, ctx, outcomes, report)
+    import dataclasses
+    import hashlib
+
+    from .chunk.stage import place_file
+    from .storage import fresh_folder, remove, upload_tree
+
+    store = ctx.out_store.open()
+    work = fresh_folder(ctx.out_dir.parent, "finish")
+    try:
+        store.download_tree(ROWS_DIR, work)
+        sha = {r["audio_path"]: r["audio_sha256"] for o in outcomes if o.rows_file for r in read_rows(work, o.rows_file)}
+        written = sorted({p for o in outcomes for p in o.written})
+        for rel in written:  # the exports read the chunks: this node's staging copy when it is the same, else the store's
+            mine = ctx.out_dir / rel
+            if rel in sha and mine.is_file() and hashlib.sha256(mine.read_bytes()).hexdigest() == sha[rel]:
+                place_file(mine, work / rel)
+            else:
+                store.download(rel, work / rel)
+        result = finish_build(cfg, dataclasses.replace(ctx, out_dir=work, out_store=None), outcomes, report)
+        made = {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()}
+        stale = sorted(set(store.list("audio") + store.list("stems")) - set(written))
+        report.counts["stale_files_removed"] = len(stale)  # as a local build counts them (sidecars included)
+        old_exports = [r for prefix in ("data", "egs", "hf", "plots") for r in store.list(prefix)]
+        for rel in stale + old_exports:
+            if rel not in made:
+                store.delete(rel)
+        upload_tree(store, work, skip=frozenset(written))
+        store.delete_prefix(ROWS_DIR)
+        return dataclasses.replace(result, out_dir=ctx.out_dir, table_path=ctx.out_dir / "chunks.parquet",
+                                   report_path=ctx.out_dir / "report.json", location=ctx.location)
+    finally:
+        remove(work)
+
+
+def _write_report(report: BuildReport, ctx: BuildContext) -> Path:
+    """report.json and failures.jsonl in the build (the driver's only writes into it: small files)."""
+    path = report.write(ctx.out_dir)
+    if ctx.out_store is not None:
+        store = ctx.out_store.open()
+        for name in ("report.json", "failures.jsonl"):
+            store.upload(ctx.out_dir / name, name)
+    return path
+
+
+def _shared_sources(items, cache: StageCache):
+    """Ingest's stream, each song's audio put into the remote cache on the way (for nodes without the file)."""
+    for item in items:
+        if isinstance(item, Song):
+            share_source(item, cache)
+        yield item
 
 
 TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=finish_task, model_failure=model_failure)
@@ -413,20 +489,24 @@ TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=fini
 
 def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional[Executor] = None) -> BuildResult:
     """The whole build: ingest's stream through the executor (``build.executor``), then the table and dataset."""
-    import shutil
-
     from .executors import make_executor
-    from .ingest.stream import Duplicate, iter_ingest
 
     started = time.perf_counter()
     cfg.validate()
-    out_dir = Path(cfg.out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache = StageCache(cfg.resolved_cache_dir.resolve())
-    cache.sweep_partials()
-    report = BuildReport(out_dir=str(out_dir), settings=cfg.to_dict())
-    report.settings["code_version"] = __version__
-    report.count("sources", len(sources))
+    for location in (cfg.out_dir, cfg.resolved_cache_dir):  # an unreachable store fails before any work
+        if is_remote(location):
+            StoreSpec(str(location), cfg.build.endpoint_url, cfg.build.region).open().check()
+    executor = executor or make_executor(cfg)  # an executor that cannot run here fails before any work
+    try:
+        return _run_build(cfg, sources, executor, started)
+    finally:
+        executor.close()
+
+
+def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executor, started: float) -> BuildResult:
+    import shutil
+
+    from .ingest.stream import Duplicate, iter_ingest
 
     # Load the separator and check the tagger first: missing weights must fail before any download.
     separator = make_separator(cfg.separate)
@@ -435,15 +515,26 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
 
         check_config(cfg.analyse)
     ctx = build_context(cfg, separator)
+    out_dir = ctx.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = open_cache(ctx)
+    cache.sweep_partials()
+    report = BuildReport(out_dir=ctx.location, settings=cfg.to_dict())
+    report.settings["code_version"] = __version__
+    report.count("sources", len(sources))
     shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)  # rows of an interrupted run are made again
-    executor = executor or make_executor(cfg)
+    if ctx.out_store is not None:
+        ctx.out_store.open().delete_prefix(ROWS_DIR)
     download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"
     progress = BuildProgress(len(sources), f"songs ({separator.name})", enabled=cfg.progress)
     order: list[str] = []
     outcomes: dict[str, SongOutcome] = {}
     model = separator if ctx.model_format is not None else None
+    items = iter_ingest(sources, cfg.ingest, download_dir, executor.ingest_runner(ctx))
+    if cache.remote is not None and executor.distributed:
+        items = _shared_sources(items, cache)
     try:
-        for event in executor.run(iter_ingest(sources, cfg.ingest, download_dir), ctx, TASKS, model):
+        for event in executor.run(items, ctx, TASKS, model):
             if isinstance(event, Song):
                 report.count("songs_ingested")
                 order.append(event.song_id)
@@ -451,7 +542,7 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
             elif isinstance(event, SongOutcome):
                 report.merge(event)
                 outcomes[event.song_id] = event
-                progress.song_done(event.chunks, event.audio_s)
+                progress.song_done(event.chunks, event.audio_s, event.worker)
             elif isinstance(event, Duplicate):
                 report.count("duplicates")
                 report.duplicates.append({"song_id": event.song_id, "duplicate_of": event.kept_song_id,
@@ -463,7 +554,10 @@ def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional
     finally:
         progress.close()
     report.wall_s = round(time.perf_counter() - started, 3)
-    result = finish_build(cfg, ctx, [outcomes[s] for s in order if s in outcomes], report)
+    result = executor.finish(finish_build_at, cfg, ctx, [outcomes[s] for s in order if s in outcomes], report)
+    report = result.report  # (from another process when the executor ran the step elsewhere)
+    if ctx.out_store is not None:
+        ctx.out_store.open().download("chunks.parquet", result.table_path)
     report.wall_s = round(time.perf_counter() - started, 3)
-    result.report_path = report.write(out_dir)
+    result.report_path = _write_report(report, ctx)
     return result

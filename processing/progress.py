@@ -18,6 +18,7 @@ class BuildProgress:
         self.chunks = 0
         self.taken = 0
         self.ingest_done = False
+        self.nodes: dict[str, int] = {}  # host -> songs done there
         self.bar: Optional[tqdm] = tqdm(total=max(1, sources), desc=label, unit="song", file=sys.stderr,
                                         dynamic_ncols=True, leave=False) if enabled else None
 
@@ -34,14 +35,24 @@ class BuildProgress:
             self.bar.total = max(1, songs)
             self.bar.refresh()
 
-    def song_done(self, chunks: int, audio_s: float) -> None:
+    def song_done(self, chunks: int, audio_s: float, worker: str = "") -> None:
+        """A song is done; ``worker`` (host:pid) counts it for its node (shown when there are several)."""
         self.chunks += chunks
         self.audio_s += audio_s
+        if worker:
+            node = worker.rsplit(":", 1)[0]
+            self.nodes[node] = self.nodes.get(node, 0) + 1
         if self.bar is not None:
-            hours = (time.perf_counter() - self.started) / 3600.0
-            self.bar.set_postfix_str(f"{self.chunks} chunks, {self.audio_s / 3600.0 / max(hours, 1e-9):.0f} audio h/h",
-                                     refresh=False)
+            self.bar.set_postfix_str(self.postfix(), refresh=False)
             self.bar.update()
+
+    def postfix(self) -> str:
+        """Cluster totals (chunks, audio hours per hour) and, on several nodes, the songs each has done."""
+        hours = (time.perf_counter() - self.started) / 3600.0
+        text = f"{self.chunks} chunks, {self.audio_s / 3600.0 / max(hours, 1e-9):.0f} audio h/h"
+        if len(self.nodes) > 1:
+            text += "; songs per node: " + ", ".join(f"{n} {c}" for n, c in sorted(self.nodes.items()))
+        return text
 
     def skipped(self) -> None:
         """A source that will not become a song (failed or duplicate) still counts towards the total."""

@@ -11,6 +11,11 @@ from typing import Any, Iterator
 from .types import Failure
 
 
+def node_of(worker: str) -> str:
+    """The host of a worker named host:pid."""
+    return worker.rsplit(":", 1)[0]
+
+
 @contextmanager
 def time_into(seconds: dict[str, float], stage: str) -> Iterator[None]:
     """Add the wall time of a ``with`` block to ``seconds[stage]`` (exceptions included)."""
@@ -33,6 +38,7 @@ class BuildReport:
     wall_s: float = 0.0  # the build's wall-clock time, start-up included
     audio_s: float = 0.0  # seconds of audio of the songs that reached separation
     workers: dict[str, dict[str, int]] = field(default_factory=dict)  # host:pid -> songs, chunks
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> songs, chunks, audio_s, processes
     cache_hits: dict[str, int] = field(default_factory=dict)
     cache_misses: dict[str, int] = field(default_factory=dict)
     hours: dict[str, float] = field(default_factory=dict)
@@ -63,6 +69,11 @@ class BuildReport:
             entry = self.workers.setdefault(outcome.worker, {"songs": 0, "chunks": 0})
             entry["songs"] += 1
             entry["chunks"] += outcome.chunks
+            node = self.nodes.setdefault(node_of(outcome.worker), {"songs": 0, "chunks": 0, "audio_s": 0.0, "processes": 0})
+            node["songs"] += 1
+            node["chunks"] += outcome.chunks
+            node["audio_s"] = round(node["audio_s"] + outcome.audio_s, 3)
+            node["processes"] = sum(1 for w in self.workers if node_of(w) == node_of(outcome.worker))
 
     @property
     def speed(self) -> float:
@@ -105,7 +116,10 @@ class BuildReport:
         misses = sum(self.cache_misses.values())
         lines.append(f"  cache: {hits} stage results reused, {misses} computed")
         lines.append(f"  time: {self.wall_s:.1f} s wall for {self.audio_s / 60:.1f} min of audio = {self.speed:.1f}x real time "
-                     f"({len(self.workers)} worker processes)")
+                     f"({len(self.workers)} worker processes on {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''})")
+        if len(self.nodes) > 1:
+            lines.append("  nodes: " + ", ".join(f"{host} {n['songs']} songs / {n['chunks']} chunks ({n['processes']} processes)"
+                                                 for host, n in sorted(self.nodes.items())))
         if self.timings_s:
             lines.append("  busy (summed over workers): " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
         if self.failures:

@@ -4,6 +4,7 @@
     python scripts/build.py --demo                      # offline demo, no network, no model download
     python scripts/build.py sources.yaml --out DIR      # your songs (YAML, CSV or a .txt of URLs/paths)
     python scripts/build.py sources.yaml --out DIR --config build.yaml --set chunk.tail_policy=pad
+    python scripts/build.py sources.yaml --out s3://bucket/builds/x --executor ray --ray-address auto
 
 Every option of the typed config can be set with --set section.key=value
 (sections: ingest, separate, chunk, convert, analyse, describe, build, publish);
@@ -22,6 +23,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from processing.config import ConfigError, apply_override, config_from_dict, read_config_file  # noqa: E402
+from processing.executors import make_executor  # noqa: E402
+from processing.storage import is_remote, local_side  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 
 
@@ -29,16 +32,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="?", type=Path, help="sources file: .yaml/.yml, .csv or .txt")
     p.add_argument("--demo", action="store_true", help="build the embedded offline demo (synthetic songs)")
-    p.add_argument("--out", type=Path, help="output folder (default: build, or demo_build with --demo)")
+    p.add_argument("--out", help="output folder, or s3://bucket/prefix (default: build, or demo_build with --demo)")
     p.add_argument("--config", type=Path, help="YAML config file (same keys as --set)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set convert.sample_rate=16000 (repeatable)")
-    p.add_argument("--cache-dir", type=Path, help="stage cache (default: OUT/.cache)")
+    p.add_argument("--cache-dir", help="stage cache: a folder or s3://bucket/prefix (default: OUT/.cache)")
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
     p.add_argument("--tagger", help="genre/mood/instrument/vocal tagger: musicnn (default), none, essentia-tf, python:module:factory")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core)")
+    p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core; local executor)")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="local (default: this machine's cores and GPU) or ray (a Ray cluster; pip install -e '.[ray]')")
+    p.add_argument("--ray-address", help="with --executor ray: the cluster to join (auto, or HEAD_IP:6379 from a cluster node); "
+                                         "default: start a local one")
     p.add_argument("--keep-stems", action="store_true", help="also write each stem of every chunk")
     p.add_argument("--chunk-seconds", type=float, help="chunk length in seconds (default 30)")
     p.add_argument("--tail-policy", choices=["drop", "pad", "merge"], help="what to do with a short last chunk")
@@ -48,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-analyse", action="store_true", help="skip analysis and descriptions")
     p.add_argument("--retry-failed", action="store_true", help="try again items that failed in an earlier run")
     p.add_argument("--publish", metavar="S3_URI", help="after the build, publish it to s3://bucket/prefix")
-    p.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, R2, ...)")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, R2, ...) of an s3:// --out/--cache-dir and of --publish")
     p.add_argument("--hub-repo", help="after the build, push it to this Hugging Face dataset repo")
     p.add_argument("--version", dest="build_version", help="dataset version (default: date-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -67,7 +74,9 @@ def build_config(args: argparse.Namespace, embedded: dict) -> dict:
         "chunk.chunk_s": args.chunk_seconds, "chunk.tail_policy": args.tail_policy,
         "convert.sample_rate": args.sample_rate, "convert.channels": args.channels, "convert.format": args.format,
         "publish.s3_uri": args.publish, "publish.endpoint_url": args.endpoint_url, "publish.hub_repo": args.hub_repo,
+        "build.endpoint_url": args.endpoint_url,
         "build.version": args.build_version, "cache_dir": args.cache_dir, "workers": args.workers,
+        "build.executor": args.executor, "build.ray_address": args.ray_address,
     }
     if args.demo:
         data.setdefault("separate", {}).setdefault("model", "offline")
@@ -132,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cfg = config_from_dict(build_config(args, embedded))
         cfg.validate()
+        executor = make_executor(cfg)  # e.g. --executor ray without Ray installed: stop before any work
         if args.demo:
-            sources = write_demo_sources(Path(cfg.resolved_cache_dir) / "demo_songs")
+            cache = cfg.resolved_cache_dir
+            local = local_side(cache, "cache") if is_remote(cache) else Path(cache)  # demo songs: local files
+            sources = write_demo_sources(local / "demo_songs")
     except (ConfigError, SourcesError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from processing.separate.base import SeparatorError
 
     try:
-        result = run_build(cfg, sources)
+        result = run_build(cfg, sources, executor)
     except (SeparatorError, ConfigError, TaggerUnavailable, AnalysisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary())
 
     failed = publish_after_build(cfg, result)
-    print(f"\nDataset written to {result.out_dir}")
+    print(f"\nDataset written to {result.location or result.out_dir}")
     print(f"  table:  {result.table_path}")
     print(f"  report: {result.report_path}")
     if failed:

@@ -4,7 +4,7 @@ The whole instrumental is converted once (so chunk boundaries fall on exact samp
 rate and no resampler edge lands inside the dataset), scaled by one song-wide gain when its peak
 would clip, then cut into spans. ``chunk_song`` writes the chunk files into a folder it is given
 (the caller's cache entry) and returns what it wrote as plain data; ``place_chunks`` hard-links
-(or copies) those files into the build. The same pass measures the whole instrumental's loudness
+(or copies, or has the caller send) those files into the build. The same pass measures the whole instrumental's loudness
 and peak, which analysis needs and would otherwise decode the instrumental again for.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import audio_io
 from ..config import ChunkConfig, ConvertConfig
@@ -88,7 +88,7 @@ def chunk_song(separated: SeparatedSong, chunk_cfg: ChunkConfig, convert_cfg: Co
             "dropped_tail_s": max(0.0, instrumental.duration_s - covered), "song_id": song.song_id, **whole}
 
 
-def _place(src: Path, dest: Path) -> None:
+def place_file(src: Path, dest: Path) -> None:
     """Hard-link a cached file into the build (copy across filesystems)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -102,17 +102,18 @@ def _place(src: Path, dest: Path) -> None:
 
 
 def place_chunks(separated: SeparatedSong, meta: dict[str, Any], entry_path: Path, convert_cfg: ConvertConfig,
-                 out_dir: Path) -> ChunkingResult:
-    """Put the chunk files recorded in ``meta`` (under ``entry_path``) into the build; describe them as Chunks."""
+                 out_dir: Path, place: Callable[[Path, Path], None] = place_file) -> ChunkingResult:
+    """Put the chunk files recorded in ``meta`` (under ``entry_path``) into the build with ``place(src, dest)``
+    (a hard link by default); describe them as Chunks."""
     song = separated.song
     result = ChunkingResult()
     for c in meta["chunks"]:
         dest = out_dir / "audio" / song.song_id / f"{c['chunk_id']}.{convert_cfg.format}"
-        _place(entry_path / c["file"], dest)
+        place(entry_path / c["file"], dest)
         stems = {}
         for name, rel in c.get("stems", {}).items():
             stem_dest = out_dir / "stems" / song.song_id / c["chunk_id"] / f"{name}.flac"
-            _place(entry_path / rel, stem_dest)
+            place(entry_path / rel, stem_dest)
             stems[name] = stem_dest
         result.chunks.append(Chunk(
             chunk_id=c["chunk_id"], song_id=song.song_id, index=c["index"], start_s=c["start_s"], end_s=c["end_s"],

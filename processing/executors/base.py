@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
 
 from ..config import PipelineConfig
 from ..report import time_into
+from ..storage import StoreSpec
 from ..types import Failure, Song
 
 
@@ -24,6 +25,14 @@ class BuildContext:
     separator_name: str
     separator_params: dict[str, Any]  # the configured separator's cache parameters
     model_format: Optional[tuple[int, int]] = None  # (rate, channels) when the separator runs in the model worker
+    # An s3:// build or cache (processing.storage): out_dir / cache_root are then this node's staging / mirror.
+    out_store: Optional[StoreSpec] = None
+    cache_store: Optional[StoreSpec] = None
+
+    @property
+    def location(self) -> str:
+        """Where the build is, as the user named it (a folder or an s3:// URI)."""
+        return self.out_store.uri if self.out_store else str(self.out_dir)
 
 
 @dataclass
@@ -83,7 +92,22 @@ class SongTasks:
 class Executor(Protocol):
     """Runs every song of ``items`` (ingest's stream) through ``tasks`` and yields, as they happen, the
     ingest items that are not songs (failures, duplicates), each Song when it is taken in, and each
-    song's SongOutcome. ``model`` is the separator that runs in the model worker, or None."""
+    song's SongOutcome. ``model`` is the separator that runs in the model worker, or None.
+    ``finish(fn, *args)`` runs the build's last step (table and dataset exports) where the executor's
+    workers run and returns its result; ``close()`` ends what the executor started.
+    ``distributed``: its tasks may run on other machines (which then read songs from a remote cache)."""
+
+    distributed: bool
 
     def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
+        ...
+
+    def finish(self, fn: Callable[..., Any], *args: Any) -> Any:
+        ...
+
+    def ingest_runner(self, ctx: BuildContext) -> Optional[Callable[..., Any]]:
+        """What runs ingest's items (``ingest.stream.ThreadRunner``'s interface), or None: threads here."""
+        ...
+
+    def close(self) -> None:
         ...

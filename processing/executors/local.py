@@ -81,7 +81,7 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-_ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                           "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 
 
@@ -97,8 +97,9 @@ def _describe_death(exc: BaseException) -> str:
     return f"its worker process died (exit code {code})"
 
 
-class _ModelWorker(threading.Thread):
-    """The one thread that runs the model: prepared songs in, separated songs out as events."""
+class ModelWorker(threading.Thread):
+    """The one thread that runs the model: prepared songs in, separated songs out as events (the local
+    executor runs one in its driver, the Ray executor one in each model actor)."""
 
     def __init__(self, model: Any, ctx: BuildContext, events: queue.Queue, capacity: int):
         super().__init__(name="model-worker", daemon=True)
@@ -147,9 +148,22 @@ class LocalExecutor:
     """See the module docstring. ``workers``: CPU worker processes; ``max_in_flight``: songs between
     ingest and their rows (default: two per worker plus the model worker's share)."""
 
+    distributed = False
+
     def __init__(self, workers: int, max_in_flight: Optional[int] = None):
         self.workers = max(1, int(workers))
         self.max_in_flight = max_in_flight
+
+    def finish(self, fn, *args):
+        """The build's last step, here (it writes the table and exports from the songs' rows)."""
+        return fn(*args)
+
+    def ingest_runner(self, ctx: BuildContext) -> None:
+        """Ingest runs on its own threads here (ingest.stream's default)."""
+        return None
+
+    def close(self) -> None:
+        pass
 
     def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
         from pebble import ProcessExpired, ProcessPool
@@ -174,11 +188,11 @@ class LocalExecutor:
                 events.put(("ingest-error", None, exc))
             events.put(("ingest-end", None, _END))
 
-        saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
-        os.environ.update(_ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
+        saved_env = {k: os.environ.get(k) for k in ONE_THREAD_ENV}
+        os.environ.update(ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
         pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
                            context=_mp_context())
-        worker = _ModelWorker(model, ctx, events, model_capacity) if model is not None else None
+        worker = ModelWorker(model, ctx, events, model_capacity) if model is not None else None
         if worker is not None:
             worker.start()
         ingest_thread = threading.Thread(target=ingest, name="ingest", daemon=True)

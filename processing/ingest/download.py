@@ -94,13 +94,18 @@ def _jsonl_records(path: Path) -> list[dict]:
 class DownloadStore:
     """The download dir's indexes; thread-safe appends, last record per URL wins."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, records: Optional[tuple[dict, dict]] = None) -> None:
+        """``records``: (downloads, playlists) records to start from instead of the index files (what a task
+        elsewhere is handed of the driver's index, see ingest.remote)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.downloads = {r["url"]: r for r in _jsonl_records(self.root / INDEX) if "url" in r}
-        self.downloads = {u: r for u, r in self.downloads.items() if r.get("file")}
-        self.playlists = {r["url"]: r for r in _jsonl_records(self.root / PLAYLISTS) if "url" in r}
+        if records is not None:
+            self.downloads, self.playlists = dict(records[0]), dict(records[1])
+        else:
+            self.downloads = {r["url"]: r for r in _jsonl_records(self.root / INDEX) if "url" in r}
+            self.downloads = {u: r for u, r in self.downloads.items() if r.get("file")}
+            self.playlists = {r["url"]: r for r in _jsonl_records(self.root / PLAYLISTS) if "url" in r}
         self._local = threading.local()
         self._instances: list[Any] = []
         self._item_locks: dict[str, threading.Lock] = {}

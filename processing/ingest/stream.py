@@ -236,8 +236,29 @@ def _forget(store: DownloadStore, url: str, path: Path) -> None:
 
 # ----------------------------------------------------------------------------- driver
 
-def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
-                download_dir: Path) -> Iterator[tuple[tuple[int, ...], Union[Song, Failure, Duplicate]]]:
+class ThreadRunner:
+    """Runs items on ``concurrency`` threads of this process (the default): ``submit`` an item, get a
+    Future; ``result`` of a finished Future is the item's outcome. Another runner (the Ray executor's)
+    runs them elsewhere, with the same interface, while this module keeps order, dedup and the index."""
+
+    def __init__(self, cfg: IngestConfig, store: DownloadStore, failures: FailureLog, fingerprints: Optional[Path]):
+        workers = max(1, int(cfg.concurrency))
+        self.capacity = 2 * workers  # items submitted at once
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        self.args = (cfg, store, failures, fingerprints)
+
+    def submit(self, item: "_Item") -> Future:
+        return self.pool.submit(_process, item, *self.args)
+
+    def result(self, future: Future) -> Union["_Done", list["_Item"], Failure]:
+        return future.result()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig, download_dir: Path,
+                runner: Optional[Any] = None) -> Iterator[tuple[tuple[int, ...], Union[Song, Failure, Duplicate]]]:
     validate_config(cfg)
     download_dir = Path(download_dir)
     store = DownloadStore(download_dir)
@@ -295,18 +316,17 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
                 index.add(song.song_id, done.fingerprint)
             yield key, song
 
-    workers = max(1, int(cfg.concurrency))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    pool = (runner or ThreadRunner)(cfg, store, failures, fingerprints)
     try:
         running: dict[Future, _Item] = {}
         while todo or running:
-            while todo and len(running) < workers * 2:
+            while todo and len(running) < pool.capacity:
                 it = todo.popleft()
-                running[pool.submit(_process, it, cfg, store, failures, fingerprints)] = it
+                running[pool.submit(it)] = it
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in sorted(finished, key=lambda f: running[f].key):
                 it = running.pop(fut)
-                outcome = fut.result()
+                outcome = pool.result(fut)
                 if isinstance(outcome, list):  # a playlist: its entries take its place in the order
                     resolved[it.key] = None
                     for child in outcome:
@@ -322,18 +342,19 @@ def _iter_keyed(sources: list[SourceSpec], cfg: IngestConfig,
                     resolved[it.key] = outcome
             yield from release()
     finally:  # a consumer that stops early (or Ctrl-C) leaves no queued work behind
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
         store.close()
     yield from release()
 
 
-def iter_ingest(sources: list[SourceSpec], cfg: IngestConfig, download_dir: Path) -> Iterator[Union[Song, Failure, Duplicate]]:
+def iter_ingest(sources: list[SourceSpec], cfg: IngestConfig, download_dir: Path,
+                runner: Optional[Any] = None) -> Iterator[Union[Song, Failure, Duplicate]]:
     """Yield each item as it is done: Failures at once, Songs and Duplicates in source order.
 
-    Downloads go on in the background (``cfg.concurrency`` threads) while the
-    caller works on the songs already yielded.
+    Downloads go on in the background (``cfg.concurrency`` threads, or ``runner(cfg, store, failures,
+    fingerprints)``'s workers: see ThreadRunner) while the caller works on the songs already yielded.
     """
-    for _, item in _iter_keyed(sources, cfg, download_dir):
+    for _, item in _iter_keyed(sources, cfg, download_dir, runner):
         yield item
 
 

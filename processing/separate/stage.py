@@ -80,10 +80,11 @@ def write_separation(song: Song, separation: Separation, model: str, folder: Pat
             "levels": separation.levels is not None, "song_id": song.song_id, "content_hash": song.content_hash}
 
 
-def load_separation(song: Song, folder: Path, meta: dict[str, Any]) -> SeparatedSong:
-    """The SeparatedSong that a finished entry (``folder`` and its record) describes."""
+def load_separation(song: Song, folder: Path, meta: dict[str, Any], levels: bool = True) -> SeparatedSong:
+    """The SeparatedSong that a finished entry (``folder`` and its record) describes; ``levels=False``
+    leaves the stem levels unread (the entry's files need not be on this node then)."""
     return SeparatedSong(
         song=song, instrumental_path=folder / INSTRUMENTAL_FILE,
         stem_paths={n: folder / rel for n, rel in meta["stems"].items()}, sample_rate=int(meta["sample_rate"]),
-        model=meta["model"], levels=StemLevels.load(folder / LEVELS_FILE) if meta.get("levels") else None,
+        model=meta["model"], levels=StemLevels.load(folder / LEVELS_FILE) if levels and meta.get("levels") else None,
     )

@@ -1,0 +1,243 @@
+"""The Ray executor on a real local Ray cluster (one per module, 2 CPUs): the same dataset as the local
+executor for --model none, offline and the tiny HTDemucs; a killed Ray worker is retried and nothing is
+lost or written twice; a song that kills every try is reported; Ray missing fails at once."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ
+from dataset_compare import assert_same_dataset, excerpt
+from processing.config import load_config
+from processing.executors.ray import RayExecutor
+from processing.pipeline import run_build
+from processing.types import SourceSpec
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs; its workers can import the test plug-ins (crash_tagger)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2,
+             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    yield ray
+    ray.shutdown()
+
+
+def _cfg(tmp_path, name, *overrides):
+    return load_config(None, [f"out_dir={tmp_path / name}", f"cache_dir={tmp_path / name / '.cache'}", "progress=false",
+                              "build.exports=[parquet,audiocraft]", "workers=2", *overrides])
+
+
+@pytest.fixture(scope="module")
+def none_builds(cluster, shared_audio, tmp_path_factory):
+    """--model none on three real clips, with the local executor and with Ray (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("none")
+    sources = [SourceSpec(str(shared_audio / n)) for n in (PIANO, DRUM_BASS, VIBE_ACE)]
+    local = run_build(_cfg(tmp, "local", "separate.model=none"), sources)
+    on_ray = run_build(_cfg(tmp, "ray", "separate.model=none", "build.executor=ray"), sources)
+    return tmp, sources, local, on_ray
+
+
+def test_model_none_same_dataset_as_local_and_rerun_reuses_the_cache(none_builds):
+    tmp, sources, local, on_ray = none_builds
+    assert not local.report.failures and not on_ray.report.failures and len(on_ray.rows) == 5
+    assert_same_dataset(local.out_dir, on_ray.out_dir)
+    nodes = on_ray.report.nodes
+    assert len(nodes) == 1 and sum(n["songs"] for n in nodes.values()) == 3
+    assert sum(n["chunks"] for n in nodes.values()) == 5
+    assert "on 1 node" in on_ray.report.summary()
+    again = run_build(_cfg(tmp, "ray", "separate.model=none", "build.executor=ray"), sources)
+    assert not again.report.cache_misses and again.report.cache_hits["chunk"] == 3
+    assert_same_dataset(local.out_dir, again.out_dir)
+
+
+def test_offline_separator_same_dataset_as_local(cluster, shared_audio, tmp_path):
+    sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 16.0),
+               excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 5, 12.0),
+               excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 12.0)]
+    sources[2].instrumental = True
+    common = ["separate.model=offline", "chunk.chunk_s=5", "chunk.min_tail_s=2", "ingest.min_duration_s=1",
+              "ingest.dedup=false", "analyse.exclude_flagged=false"]
+    local = run_build(_cfg(tmp_path, "local", *common), sources)
+    on_ray = run_build(_cfg(tmp_path, "ray", *common, "build.executor=ray"), sources)
+    assert not on_ray.report.failures
+    assert {r["separation_model"] for r in on_ray.rows} == {"offline-repet", "none"}
+    assert_same_dataset(local.out_dir, on_ray.out_dir)
+
+
+def test_tiny_htdemucs_same_dataset_as_local(cluster, shared_audio, tmp_path, tiny_repo):
+    """Separation in a model actor, fed prepared songs by reference, batching segments across songs."""
+    sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 11.0),
+               excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 6.0),  # mono 22.05 kHz
+               excerpt(shared_audio / PIANO, tmp_path / "piano.wav", 0, 7.0)]
+    common = [f"separate.weights={tiny_repo}", "separate.cpu_batch_segments=4", "chunk.chunk_s=3", "chunk.min_tail_s=1",
+              "ingest.min_duration_s=1", "ingest.dedup=false", "analyse.exclude_flagged=false"]
+    local = run_build(_cfg(tmp_path, "local", *common), sources)
+    on_ray = run_build(_cfg(tmp_path, "ray", *common, "build.executor=ray"), sources)
+    assert not on_ray.report.failures and on_ray.report.cache_misses["separate"] == 3
+    assert {r["separation_model"] for r in on_ray.rows} == {"htdemucs"}
+    assert on_ray.report.timings_s.get("separate (prepare)") and on_ray.report.timings_s.get("separate (finish)")
+    assert_same_dataset(local.out_dir, on_ray.out_dir)
+
+
+def _song_task_pids() -> list[int]:
+    """Ray workers running the song task now (Ray names a busy worker process after its task)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if fh.read().startswith(b"ray::_song_task"):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_killed_ray_worker_is_retried_and_nothing_is_lost_or_written_twice(none_builds):
+    tmp, sources, local, _ = none_builds
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_one() -> None:
+        while not stop.is_set() and not killed:
+            pids = _song_task_pids()
+            if pids:
+                time.sleep(1.0)  # well inside the task: decoding, chunking or analysing
+                try:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_one, daemon=True)
+    watcher.start()
+    try:
+        result = run_build(_cfg(tmp, "killed", "separate.model=none", "build.executor=ray"), sources)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, "no Ray worker was caught running a song"
+    assert not result.report.failures
+    assert_same_dataset(local.out_dir, result.out_dir)
+    assert not [p for p in result.out_dir.rglob("*") if ".partial" in p.name and "/.cache/" not in p.as_posix()]
+
+
+def test_a_song_that_kills_every_try_is_reported_and_the_rest_is_built(cluster, shared_audio, tmp_path):
+    sources = [SourceSpec(str(shared_audio / n)) for n in (DRUM_BASS, VIBE_ACE)]
+    cfg = _cfg(tmp_path, "crash", "separate.model=none", "build.executor=ray", "build.exports=[parquet]",
+               "analyse.tagger=python:crash_tagger:factory")
+    result = run_build(cfg, sources, RayExecutor(max_retries=1))
+    [failure] = result.report.failures
+    assert failure.kind == "worker_died" and failure.stage == "worker" and "each of 2 tries" in failure.reason
+    assert failure.item and failure.item not in {r["song_id"] for r in result.rows}
+    assert {r["source_title"] for r in result.rows} == {"Vibe Ace"}
+
+
+def test_cli_joins_a_running_cluster_by_address(cluster, shared_audio, tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"{shared_audio / DRUM_BASS}\n")
+    out = tmp_path / "cli"
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "build.py"), str(listing), "--out", str(out),
+                          "--model", "none", "--no-progress", "--executor", "ray", "--ray-address", address,
+                          "--set", "build.exports=[parquet]"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "1 worker processes on 1 node" in run.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["build"]["executor"] == "ray" and report["counts"]["chunks_included"] == 1
+
+
+def test_without_ray_the_ray_executor_fails_at_once_saying_how_to_install_it(tmp_path):
+    hide = tmp_path / "no_ray"
+    (hide / "ray").mkdir(parents=True)
+    (hide / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = dict(os.environ, PYTHONPATH=str(hide))
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "build.py"), "--demo", "--out", str(tmp_path / "b"),
+                          "--executor", "ray"], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2 and "pip install -e '.[ray]'" in run.stderr, run.stderr
+    assert not (tmp_path / "b").exists() and time.monotonic() - started < 60
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; counts requests per path and the most ever in progress at once."""
+
+    lock = threading.Lock()
+    active = 0
+    most = 0
+    hits: dict[str, int] = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.most = max(cls.most, cls.active)
+            cls.hits[self.path] = cls.hits.get(self.path, 0) + 1
+        try:
+            time.sleep(0.2)  # long enough for a second download to overlap if one were allowed
+            super().do_GET()
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+
+def test_downloads_run_as_ray_tasks_within_the_clusters_concurrency(cluster, shared_audio, tmp_path, monkeypatch):
+    """URL items are downloaded, checked and fingerprinted by Ray tasks, never more than ingest.concurrency
+    at once on the cluster; the driver keeps their order and the download index; same dataset as local."""
+    import functools
+
+    import processing.ingest.stream as stream
+
+    served = tmp_path / "site"
+    names = ["vocal.wav", "jazz.wav", "piano.wav"]
+    for name, (src, start) in zip(names, [(SONG_WITH_VOCALS, 30), (VIBE_ACE, 10), (PIANO, 0)]):
+        excerpt(shared_audio / src, served / name, start, 8.0)
+    handler = type("Handler", (_CountingHandler,), {"hits": {}, "active": 0, "most": 0, "lock": threading.Lock()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sources = [SourceSpec(f"{base}/{n}", title=n.split(".")[0]) for n in names] + [SourceSpec(f"{base}/gone.wav")]
+    common = ["separate.model=none", "chunk.chunk_s=4", "chunk.min_tail_s=1", "ingest.min_duration_s=1",
+              "ingest.concurrency=1", "ingest.rate_limit=50M", "analyse.exclude_flagged=false"]
+    try:
+        local = run_build(_cfg(tmp_path, "local", *common), sources)
+        handler.most = 0
+        on_driver: list[str] = []  # URL items the driver process itself ran (none: they are Ray tasks)
+        real = stream._process
+        monkeypatch.setattr(stream, "_process", lambda item, *a: on_driver.append(item.display) or real(item, *a))
+        on_ray = run_build(_cfg(tmp_path, "ray", *common, "build.executor=ray"), sources)
+    finally:
+        server.shutdown()
+    assert not on_driver and handler.most == 1
+    [failure] = on_ray.report.failures
+    assert failure.item.endswith("/gone.wav") and failure.stage == "ingest"
+    assert [f.to_dict() for f in local.report.failures] == [failure.to_dict()]
+    assert_same_dataset(local.out_dir, on_ray.out_dir)
+    index = (on_ray.out_dir / ".cache" / "downloads" / "downloads.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["url"] for line in index) == sorted(s.location for s in sources[:3])
+    assert all(handler.hits.get(f"/{n}", 0) >= 1 for n in names)
+
+
+def test_the_download_rate_is_shared_by_the_cluster_s_concurrent_downloads():
+    from processing.executors.ray import _split_rate
+
+    assert _split_rate("2M", 4) == str(2 * 1024 * 1024 // 4) and _split_rate(None, 4) is None
