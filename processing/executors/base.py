@@ -5,6 +5,7 @@ cluster) and sends back SongOutcomes; it never looks inside a stage. Stages impo
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
@@ -111,3 +112,28 @@ class Executor(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def feed_ingest(items: Iterable[Any], slots: threading.Semaphore, stop: threading.Event,
+                put: Callable[[str, Any], None]) -> threading.Thread:
+    """Start the thread that hands ingest's items to an executor's event loop: ``put("ingest", item)`` for
+    each, waiting for one of ``slots`` before each Song (that bounds the songs in flight), then
+    ``put("ingest-end", None)``; ``put("ingest-error", exc)`` when the stream itself fails."""
+
+    def run() -> None:
+        try:
+            for item in items:
+                if isinstance(item, Song):
+                    while not slots.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                if stop.is_set():
+                    return
+                put("ingest", item)
+        except BaseException as exc:  # the stream itself failed: report it, end the build cleanly
+            put("ingest-error", exc)
+        put("ingest-end", None)
+
+    thread = threading.Thread(target=run, name="ingest", daemon=True)
+    thread.start()
+    return thread

@@ -28,11 +28,10 @@ from collections import deque
 from typing import Any, Iterable, Iterator, Optional
 
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongTasks
+from .base import BuildContext, NeedsModel, SongOutcome, SongTasks, feed_ingest
 
 log = logging.getLogger("music_mixer")
 
-_END = object()
 PRELOAD = ["processing.executors.warm"]  # imported once by the fork server: workers start warm, in milliseconds
 
 
@@ -174,20 +173,6 @@ class LocalExecutor:
         slots = threading.Semaphore(max_in_flight)
         stop_ingest = threading.Event()
 
-        def ingest() -> None:
-            try:
-                for item in items:
-                    if isinstance(item, Song):
-                        while not slots.acquire(timeout=0.5):
-                            if stop_ingest.is_set():
-                                return
-                    if stop_ingest.is_set():
-                        return
-                    events.put(("ingest", None, item))
-            except BaseException as exc:  # the stream itself failed: report it, end the build cleanly
-                events.put(("ingest-error", None, exc))
-            events.put(("ingest-end", None, _END))
-
         saved_env = {k: os.environ.get(k) for k in ONE_THREAD_ENV}
         os.environ.update(ONE_THREAD_ENV)  # workers inherit it; this process's libraries are already set up
         pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
@@ -195,8 +180,7 @@ class LocalExecutor:
         worker = ModelWorker(model, ctx, events, model_capacity) if model is not None else None
         if worker is not None:
             worker.start()
-        ingest_thread = threading.Thread(target=ingest, name="ingest", daemon=True)
-        ingest_thread.start()
+        feed_ingest(items, slots, stop_ingest, lambda kind, payload: events.put((kind, None, payload)))
 
         songs: dict[str, Song] = {}
         phase: dict[str, str] = {}  # song id -> "cpu", "prepare", "model" or "finish"

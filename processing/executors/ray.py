@@ -40,12 +40,11 @@ import ray
 
 from ..separate.base import SeparatorError
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongTasks
+from .base import BuildContext, NeedsModel, SongOutcome, SongTasks, feed_ingest
 from .local import ONE_THREAD_ENV
 
 log = logging.getLogger("music_mixer")
 
-_END = object()
 MAX_RETRIES = 3  # tries of a task after its worker process (or node) died, on top of the first
 
 
@@ -361,21 +360,7 @@ class RayExecutor:
         slots = threading.Semaphore(max_in_flight)
         stop_ingest = threading.Event()
 
-        def ingest() -> None:
-            try:
-                for item in items:
-                    if isinstance(item, Song):
-                        while not slots.acquire(timeout=0.5):
-                            if stop_ingest.is_set():
-                                return
-                    if stop_ingest.is_set():
-                        return
-                    events.put(("ingest", item))
-            except BaseException as exc:  # the stream itself failed: report it, end the build cleanly
-                events.put(("ingest-error", exc))
-            events.put(("ingest-end", _END))
-
-        threading.Thread(target=ingest, name="ingest", daemon=True).start()
+        feed_ingest(items, slots, stop_ingest, lambda kind, payload: events.put((kind, payload)))
 
         songs: dict[str, Song] = {}
         pending: dict[Any, tuple[str, str]] = {}  # ObjectRef the driver waits on -> (what, song id)
