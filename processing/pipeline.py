@@ -408,10 +408,14 @@ def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutc
         report.distributions = summarise(included.to_pylist())
     sha = included.column("audio_sha256").to_pylist() if included.num_rows else []
     report.settings["version"] = build_version(cfg, sha)
+    has_rows = table.num_rows > 0
     del table, included
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     report.write(out_dir)  # the dataset builder reads it; rewritten below with the dataset's figures
-    if cfg.build.exports:
+    if cfg.build.exports and not has_rows:
+        report.fail(Failure(str(out_dir), "build", "no song gave a chunk (see the failures above): no dataset to "
+                            "export", "empty"))
+    elif cfg.build.exports:
         with report.timed("dataset"):
             from builders import build_dataset
 

@@ -101,3 +101,12 @@ def test_url_sources_are_downloaded_with_yt_dlp_from_a_local_server(tmp_path, ht
     assert result.rows[0]["url"] == url and result.rows[0]["source_title"] == "Choice"
     [failure] = result.report.failures
     assert failure.item.endswith("/nope.ogg") and failure.stage == "ingest" and "404" in failure.reason
+
+
+def test_a_build_where_every_song_fails_says_so_instead_of_exporting_nothing(tmp_path):
+    result = run_build(load_config(None, [f"out_dir={tmp_path / 'out'}", "separate.model=none", "progress=false"]),
+                       [SourceSpec(str(tmp_path / "missing.wav"))])
+    kinds = {(f.stage, f.kind) for f in result.report.failures}
+    assert kinds == {("ingest", "missing"), ("build", "empty")}
+    assert "no song gave a chunk" in result.report.summary()
+    assert not (result.out_dir / "data").exists()
