@@ -60,6 +60,11 @@ class SongOutcome:
         """Add the time spent inside the ``with`` block to ``busy_s[stage]``."""
         return time_into(self.busy_s, stage)
 
+    def add_busy(self, stage: str, seconds: float) -> None:
+        """Add time measured elsewhere (e.g. the model worker's share for this song) to ``busy_s[stage]``."""
+        if seconds > 0:
+            self.busy_s[stage] = self.busy_s.get(stage, 0.0) + seconds
+
     def cache_use(self, stage: str, hit: bool) -> None:
         counter = self.cache_hits if hit else self.cache_misses
         counter[stage] = counter.get(stage, 0) + 1

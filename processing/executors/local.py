@@ -24,6 +24,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any, Iterable, Iterator, Optional
 
@@ -108,6 +109,7 @@ class ModelWorker(threading.Thread):
         self.inbox: deque = deque()
         self.cv = threading.Condition()
         self.stopped = False
+        self.unassigned_busy_s = 0.0
 
     def submit(self, key: Any, model_input: Any) -> None:
         with self.cv:
@@ -129,18 +131,26 @@ class ModelWorker(threading.Thread):
                 arrivals = []
                 while self.inbox and self.stream.songs_in_flight() + len(arrivals) < self.capacity:
                     arrivals.append(self.inbox.popleft())
+            started = time.perf_counter()
             for key, model_input in arrivals:
                 try:
                     self.stream.add(key, model_input)
                 except Exception as exc:  # e.g. out of device memory for this song alone
                     self.events.put(("model", key, exc))
             try:
-                for key, result in self.stream.step():
-                    self.events.put(("model", key, result))
+                finished = self.stream.step()
             except Exception as exc:  # the stream itself broke: fail what it held, keep the build going
                 log.exception("model worker failed")
                 self.events.put(("model-broken", None, exc))
                 return
+            # busy time (everything but waiting for songs) is shared among the songs it finishes
+            self.unassigned_busy_s += time.perf_counter() - started
+            for key, result in finished:
+                if not isinstance(result, BaseException):
+                    result.busy_s = self.unassigned_busy_s / len(finished)
+                self.events.put(("model", key, result))
+            if finished:
+                self.unassigned_busy_s = 0.0
 
 
 class LocalExecutor:

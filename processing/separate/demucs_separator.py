@@ -59,6 +59,7 @@ class ModelOutput:
     levels: Optional[StemLevels] = None  # at the model's rate
     model_rate: int = 44100
     source: Optional[ModelInput] = None  # the song's input description (its audio dropped)
+    busy_s: float = 0.0  # this song's share of the model worker's busy time (set by the executor's model worker)
 
 
 def prepare_model_input(mix: AudioData, model_rate: int, model_channels: int) -> ModelInput:
