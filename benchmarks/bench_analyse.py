@@ -47,23 +47,29 @@ def _song(tmp: Path, mix: AudioData, stems: dict[str, AudioData], chunk_s: float
 
 
 def tagger_cost(repeats: int = 3) -> None:
-    """The tagger alone on one 30 s chunk (32 kHz mono, as analysis gets it), one torch thread as in a worker."""
+    """The tagger alone on one 30 s chunk (32 kHz mono, as analysis gets it), one torch thread as in a worker;
+    on a GPU machine also on the GPU (analyse.tagger_device), with the largest score difference to the CPU."""
+    import torch
+
     from processing.analyse.analyse import _tagger
 
-    cfg = AnalyseConfig()
     name = "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
     audio = audio_io.decode(SHARED / name) if (SHARED / name).is_file() else synth_song(bpm=120, duration_s=30.0).mix
     chunk = AudioData(to_mono(audio, 32000)[: 30 * 32000], 32000)
-    t = time.perf_counter()
-    tagger = _tagger(cfg)
-    load = time.perf_counter() - t
-    tagger.tag(chunk)  # warm-up
-    t = time.perf_counter()
-    for _ in range(repeats):
-        tagger.tag(chunk)
-    per_chunk = (time.perf_counter() - t) / repeats
-    print(f"tagger {tagger.name}: load {load:.2f} s once per process; {per_chunk:.2f} s per 30 s chunk "
-          f"({tagger.threads} torch thread; MTT_musicnn + MSD_musicnn, 10 patches each)")
+    scores = {}
+    for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+        t = time.perf_counter()
+        tagger = _tagger(AnalyseConfig(tagger_device=device))
+        load = time.perf_counter() - t
+        tagger.tag(chunk)  # warm-up
+        t = time.perf_counter()
+        for _ in range(repeats):
+            tagger.tag(chunk)
+        per_chunk = (time.perf_counter() - t) / repeats
+        scores[device] = tagger.patch_scores(chunk)
+        diff = f"; max |score - CPU score| {np.abs(scores[device] - scores['cpu']).max():.1e}" if device != "cpu" else ""
+        print(f"tagger {tagger.name} on {device}: load {load:.2f} s once per process; {per_chunk:.3f} s per 30 s chunk "
+              f"({tagger.threads} torch thread; MTT_musicnn + MSD_musicnn, 10 patches each){diff}")
 
 
 def speed() -> None:

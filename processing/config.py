@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class AnalyseConfig:
     tagger: Optional[str] = "musicnn"  # "musicnn", "essentia-tf", "python:module:factory" or "none" (processing/analyse/tagger.py)
     tagger_weights: Optional[Path] = None  # musicnn: a folder with MTT_musicnn/ and MSD_musicnn/ (default: the musicnn package)
     tagger_threads: int = 1  # torch threads for the tagger's inference (analysis runs one worker process per core)
+    tagger_device: str = "auto"  # musicnn's device: "auto" (CUDA when the worker sees a GPU), "cpu", "cuda" or "cuda:N"
     vocal_threshold: float = 0.15  # a chunk whose model vocal score is >= this is flagged vocals_heard
     flag_non_music: bool = True
     exclude_flagged: bool = True
@@ -213,6 +215,8 @@ class PipelineConfig:
             (0 <= self.analyse.tagger_threshold <= 1, "analyse.tagger_threshold must lie in [0, 1]"),
             (0 <= self.analyse.vocal_threshold <= 1, "analyse.vocal_threshold must lie in [0, 1]"),
             (self.analyse.tagger_threads >= 1, "analyse.tagger_threads must be >= 1"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.analyse.tagger_device) is not None,
+             "analyse.tagger_device must be auto, cpu, cuda or cuda:N"),
             (self.describe.max_keywords >= 0, "describe.max_keywords must be >= 0"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),

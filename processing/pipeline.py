@@ -129,6 +129,7 @@ def finish_task(song: Song, model_output: Any, outcome: SongOutcome, ctx: BuildC
     from .separate.demucs_separator import separation_from_model
 
     outcome.worker = _worker_name()
+    outcome.add_busy("separate (model)", getattr(model_output, "busy_s", 0.0))
     with outcome.timed("separate (finish)"):
         mix = audio_io.decode(song_audio(song, ctx)) if model_output.instrumental is None else None
         separation = separation_from_model(model_output, mix)
@@ -220,7 +221,9 @@ def _analyse_and_describe(separated: SeparatedSong, inputs: Callable[[], tuple[S
     from .analyse.analyse import WholeSong, analyse_song
     from .describe.describe import describe_chunks
 
-    params = {"analyse": cfg.analyse.__dict__, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
+    where = ("tagger_device",)  # where the tagger runs changes no figure (scores equal to ~1e-6): not in the key
+    analyse_params = {k: v for k, v in cfg.analyse.__dict__.items() if k not in where}
+    params = {"analyse": analyse_params, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
               "metadata": separated.song.metadata.to_dict(), "model": separated.model}
 
     def compute(_folder: Path) -> dict[str, Any]:

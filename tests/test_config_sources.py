@@ -36,6 +36,8 @@ def test_validate_rejects_values_that_cannot_work():
         load_config(None, ["chunk.tail_policy=keep"]).validate()
     with pytest.raises(ConfigError, match="channels"):
         load_config(None, ["convert.channels=6"]).validate()
+    with pytest.raises(ConfigError, match="analyse.tagger_device must be auto, cpu, cuda or cuda:N"):
+        load_config(None, ["analyse.tagger_device=gpu"]).validate()
 
 
 def test_yaml_sources_with_metadata_and_relative_paths(tmp_path):

@@ -100,6 +100,16 @@ def test_missing_weights_say_how_to_install(tmp_path):
     assert make_tagger("none") is None
 
 
+def test_tagger_device_auto_takes_the_gpu_only_when_there_is_one():
+    import torch
+
+    gpu = torch.cuda.is_available()
+    assert musicnn.tagger_device("auto") == ("cuda" if gpu else "cpu") and musicnn.tagger_device("cpu") == "cpu"
+    if not gpu:  # asking for a GPU that is not there fails at once, naming the setting
+        with pytest.raises(TaggerUnavailable, match=r"analyse\.tagger_device=cuda:1, but this process sees no CUDA GPU"):
+            make_tagger("musicnn", device="cuda:1")
+
+
 @pytest.mark.parametrize("name,start,heard", [(PIANO, 20, "piano"), (DRUM_BASS, 0, "drums")])
 def test_real_clips_instruments_are_heard(shared_audio, name, start, heard):
     result = analyse_audio(clip(shared_audio / name, start, 20.0), CFG)

@@ -274,12 +274,13 @@ def _tagger(cfg: AnalyseConfig) -> Optional[Tagger]:
     """The configured tagger, loaded once per process (each worker process loads its own)."""
     if not cfg.tagger or cfg.tagger == "none":
         return None
-    return _load_tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None, cfg.tagger_threads)
+    return _load_tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None, cfg.tagger_threads,
+                        cfg.tagger_device)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_tagger(name: str, weights: Optional[str], threads: int) -> Optional[Tagger]:
-    return make_tagger(name, Path(weights) if weights else None, threads)
+def _load_tagger(name: str, weights: Optional[str], threads: int, device: str) -> Optional[Tagger]:
+    return make_tagger(name, Path(weights) if weights else None, threads, device)
 
 
 def _mean_scores(chunks: list[ChunkAnalysis]) -> dict[str, float]:

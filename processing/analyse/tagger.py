@@ -112,16 +112,17 @@ class EssentiaTFTagger:
 class MusicnnTagger:
     """MTT_musicnn + MSD_musicnn: ``tag(audio)`` averages each tag's patch scores over the audio.
 
-    Labels are ``mtt:<tag>`` and ``msd:<tag>`` (100 in all). Inference runs with `threads` torch
-    threads (1 by default: analysis runs in one worker process per core), restored afterwards."""
+    Labels are ``mtt:<tag>`` and ``msd:<tag>`` (100 in all). On the CPU, inference runs with
+    `threads` torch threads (1 by default: analysis runs in one worker process per core), restored
+    afterwards; `device` "auto" takes the GPU when this process sees one (see ``musicnn.tagger_device``)."""
 
     name = "musicnn"
 
-    def __init__(self, weights: Optional[Path] = None, threads: int = 1):
-        from .musicnn import MusicnnModels, MusicnnUnavailable
+    def __init__(self, weights: Optional[Path] = None, threads: int = 1, device: str = "cpu"):
+        from .musicnn import MusicnnModels, MusicnnUnavailable, tagger_device
 
         try:
-            self.models = MusicnnModels(weights=weights)
+            self.models = MusicnnModels(weights=weights, device=tagger_device(device))
         except MusicnnUnavailable as exc:
             raise TaggerUnavailable(str(exc)) from exc
         self.labels = self.models.labels
@@ -147,12 +148,13 @@ class MusicnnTagger:
         return {label: round(float(score), 4) for label, score in zip(self.labels, mean)}
 
 
-def make_tagger(name: Optional[str], weights: Optional[Path] = None, threads: int = 1) -> Optional[Tagger]:
-    """The configured tagger, or None when `name` is unset or ``none``."""
+def make_tagger(name: Optional[str], weights: Optional[Path] = None, threads: int = 1,
+                device: str = "cpu") -> Optional[Tagger]:
+    """The configured tagger, or None when `name` is unset or ``none``. `device` applies to musicnn."""
     if not name or name == "none":
         return None
     if name == "musicnn":
-        return MusicnnTagger(weights, threads)
+        return MusicnnTagger(weights, threads, device)
     if name == "essentia-tf":
         return EssentiaTFTagger(weights)
     if name.startswith("python:"):
