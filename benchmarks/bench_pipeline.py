@@ -46,24 +46,29 @@ RELEASED_HTDEMUCS = dict(channels=48, depth=4, nfft=4096, bottom_channels=512, d
 # ----------------------------------------------------------------------------- inputs
 
 
-def synthetic_songs(folder: Path, count: int, seconds: float) -> list[Path]:
-    """`count` different songs of `seconds` each, written once (FLAC) and reused by later runs."""
+def _write_song(path: Path, i: int, seconds: float) -> None:
     import soundfile as sf
 
     from processing.demo.synth import synth_song
 
+    song = synth_song(bpm=90 + (i * 7) % 80, key=["C", "D", "E", "F", "G", "A", "B"][i % 7],
+                      scale="minor" if i % 2 else "major", duration_s=seconds, vocals=True, seed=i,
+                      through_composed=True)
+    tmp = path.with_suffix(".partial.flac")
+    sf.write(str(tmp), song.mix.samples.T, song.mix.sample_rate, subtype="PCM_16")
+    tmp.replace(path)
+
+
+def synthetic_songs(folder: Path, count: int, seconds: float) -> list[Path]:
+    """`count` different songs of `seconds` each, written once (FLAC, on every core) and reused by later runs."""
+    from concurrent.futures import ProcessPoolExecutor
+
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"song-{i:03d}-{int(seconds)}s.flac"
-        if not path.exists():
-            song = synth_song(bpm=90 + (i * 7) % 80, key=["C", "D", "E", "F", "G", "A", "B"][i % 7],
-                              scale="minor" if i % 2 else "major", duration_s=seconds, vocals=True, seed=i,
-                              through_composed=True)
-            tmp = path.with_suffix(".partial.flac")
-            sf.write(str(tmp), song.mix.samples.T, song.mix.sample_rate, subtype="PCM_16")
-            tmp.replace(path)
-        paths.append(path)
+    paths = [folder / f"song-{i:03d}-{int(seconds)}s.flac" for i in range(count)]
+    missing = [(p, i) for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        with ProcessPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
+            list(pool.map(_write_song, *zip(*missing), [seconds] * len(missing)))
     return paths
 
 
@@ -191,6 +196,7 @@ def main() -> None:
     p.add_argument("--no-analyse", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="passed on to scripts/build.py")
     p.add_argument("--work", type=Path, help="keeps the synthetic songs and weights between runs")
+    p.add_argument("--json", type=Path, help="also write every build's figures to this JSON file")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mm-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -199,14 +205,18 @@ def main() -> None:
     print(f"inputs ready in {time.perf_counter() - t0:.1f} s: {len(paths)} songs; model {args.model} on {args.device}; "
           f"{os.cpu_count()} CPU cores", flush=True)
     extra = [a for o in args.overrides for a in ("--set", o)]
+    results = []
     if args.no_analyse:
         extra += ["--no-analyse"]
     for workers in args.workers:
-        run_build(paths, work, f"cold-w{workers}", args, workers, extra)
+        results.append(run_build(paths, work, f"cold-w{workers}", args, workers, extra))
         if args.warm:
-            run_build(paths, work, f"cold-w{workers}", args, workers, extra, warm=True)
+            results.append(run_build(paths, work, f"cold-w{workers}", args, workers, extra, warm=True))
     if args.baseline:
-        run_build(paths[:8], work, "baseline-serial", args, 1, extra + ["--set", "separate.songs_per_group=1"])
+        results.append(run_build(paths[:8], work, "baseline-serial", args, 1,
+                                 extra + ["--set", "separate.songs_per_group=1"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

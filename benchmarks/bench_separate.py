@@ -116,7 +116,7 @@ def main() -> None:
     p.add_argument("--songs", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--batch-segments", type=int, default=None,
-                   help="segments per forward pass (default: the config's, 8 on CUDA and 1 on CPU)")
+                   help="segments per forward pass (default: the separator's, 64 on CUDA)")
     p.add_argument("--shifts", type=int, default=1)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (for CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
