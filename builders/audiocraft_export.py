@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from processing.atomic import write_text_atomic
+
 # MusicInfo's own metadata fields, in audiocraft/data/music_dataset.py order.
 MUSIC_INFO_FIELDS = ("title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name", "instrument")
 AUDIO_META_FIELDS = ("path", "duration", "sample_rate", "amplitude", "weight", "info_path")
@@ -75,11 +77,10 @@ def write_audiocraft(
         for row in rows:
             audio_file = build_dir / audio_paths[row["chunk_id"]]
             sidecar = audio_file.with_suffix(".json")
-            sidecar.write_text(json.dumps(music_info(row), ensure_ascii=False, indent=1) + "\n")
+            write_text_atomic(sidecar, json.dumps(music_info(row), ensure_ascii=False, indent=1) + "\n")
             lines.append(json.dumps(manifest_line(row, audio_file), ensure_ascii=False))
         manifest = egs / split / "data.jsonl"
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text("".join(line + "\n" for line in lines))
+        write_text_atomic(manifest, "".join(line + "\n" for line in lines))
         written[split] = manifest
     written["yaml"] = write_dset_yaml(egs, rows_by_split, sample_rate, channels, name)
     return written
@@ -105,8 +106,7 @@ def write_dset_yaml(egs: Path, rows_by_split: dict[str, list], sample_rate: int,
         f"  generate: {folder(evaluate)}\n"
     )
     path = egs / f"{name}.yaml"
-    path.write_text(text)
-    return path
+    return write_text_atomic(path, text)
 
 
 def relocate(build_dir: Path) -> int:
@@ -128,7 +128,7 @@ def relocate(build_dir: Path) -> int:
             changed += new != meta["path"]
             meta["path"] = new
             out.append(json.dumps(meta, ensure_ascii=False))
-        manifest.write_text("".join(line + "\n" for line in out))
+        write_text_atomic(manifest, "".join(line + "\n" for line in out))
     for yaml_file in egs.glob("*.yaml"):
         lines = []
         for line in yaml_file.read_text().splitlines():
@@ -136,6 +136,6 @@ def relocate(build_dir: Path) -> int:
             if sep and key.strip() in ("train", "valid", "evaluate", "generate"):
                 line = f"{key}: {egs / Path(value.strip()).name}"
             lines.append(line)
-        yaml_file.write_text("\n".join(lines) + "\n")
+        write_text_atomic(yaml_file, "\n".join(lines) + "\n")
     return changed
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from processing.atomic import write_text_atomic
+
 from . import plots
 from .schema import COLUMNS, SCHEMA_VERSION
 from .splits import __doc__ as SPLIT_RULE
@@ -229,8 +231,7 @@ def write_card(card: CardInput, card_path: Path, plot_dir: Path) -> Path:
     rows = [r for split_rows in card.rows_by_split.values() for r in split_rows]
     plot_paths = write_plots(rows, plot_dir)
     text = render(card, card_path.parent, plot_paths)
-    card_path.write_text(text)
-    return card_path
+    return write_text_atomic(card_path, text)
 
 
 def card_data(card: CardInput) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from processing.atomic import replaced_dir, write_text_atomic
 from processing.config import PipelineConfig
 
 from . import audiocraft_export, parquet
@@ -165,16 +166,15 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
 
     if "hf" in bcfg.exports:
         hf = build_dir / "hf"
-        if hf.exists():
-            shutil.rmtree(hf)
-        if bcfg.embed_audio and art.data_files:  # the same self-contained shards: share them
-            for files in art.data_files.values():
-                for f in files:
-                    _link_or_copy(f, hf / "data" / f.name)
-        else:
-            write_parquet(hf / "data", True)
-        card_in.embed_audio = True
-        write_card(card_in, hf / "README.md", hf / "plots")
+        with replaced_dir(hf) as staging:  # the previous folder stays whole until this one is
+            if bcfg.embed_audio and art.data_files:  # the same self-contained shards: share them
+                for files in art.data_files.values():
+                    for f in files:
+                        _link_or_copy(f, staging / "data" / f.name)
+            else:
+                write_parquet(staging / "data", True)
+            card_in.embed_audio = True
+            write_card(card_in, staging / "README.md", staging / "plots")
         art.hf_dir = hf
 
     info = card_data(card_in)
@@ -184,5 +184,5 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
         data_files={s: [str(p.relative_to(build_dir)) for p in ps] for s, ps in art.data_files.items()},
     )
     art.build_info = build_dir / "build_info.json"
-    art.build_info.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(art.build_info, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return art

@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import matplotlib
 
+from processing.atomic import partial_path
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -14,8 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    tmp = partial_path(path)
+    fig.savefig(tmp, dpi=80, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    tmp.replace(path)
     return path
 
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__, audio_io
+from .atomic import write_text_atomic
 from .cache import StageCache, stable_hash
 from .chunk.stage import STAGE_VERSION as CHUNK_VERSION, ChunkingResult, chunk_params, chunk_song, place_chunks
 from .config import PipelineConfig
@@ -413,7 +414,7 @@ def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutc
     report.settings["version"] = build_version(cfg, sha)
     has_rows = table.num_rows > 0
     del table, included
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    write_text_atomic(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     report.write(out_dir)  # the dataset builder reads it; rewritten below with the dataset's figures
     if cfg.build.exports and not has_rows:
         report.fail(Failure(str(out_dir), "build", "no song gave a chunk (see the failures above): no dataset to "

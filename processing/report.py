@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic import write_text_atomic
 from .types import Failure
 
 
@@ -93,8 +94,8 @@ class BuildReport:
         """report.json and failures.jsonl, each written whole under a temporary name and renamed into
         place: a build killed while writing them leaves the previous complete version, never half a file."""
         path = Path(out_dir) / "report.json"
-        _write_atomic(path, json.dumps(self.to_dict(), indent=2, default=str))
-        _write_atomic(Path(out_dir) / "failures.jsonl", "".join(json.dumps(f.to_dict()) + "\n" for f in self.failures))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=str))
+        write_text_atomic(Path(out_dir) / "failures.jsonl", "".join(json.dumps(f.to_dict()) + "\n" for f in self.failures))
         return path
 
     def summary(self) -> str:
@@ -131,9 +132,3 @@ class BuildReport:
         else:
             lines.append("  failures: none")
         return "\n".join(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)

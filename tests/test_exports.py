@@ -189,6 +189,45 @@ def test_hf_folder_is_self_contained(built, tmp_path):
     assert {s: len(d) for s, d in ds.items()} == {s: st.chunks for s, st in art.splits.items()}
 
 
+def test_a_rebuild_that_fails_mid_export_leaves_the_previous_exports_whole(built, tmp_path, monkeypatch):
+    import builders.dataset as dataset_module
+
+    build, _ = built
+    copy = tmp_path / "build"
+    shutil.copytree(build, copy, symlinks=True)
+    cfg = PipelineConfig()
+    cfg.build.name = "mm_test"
+    first = build_dataset(copy, cfg)
+    before = {p.relative_to(copy): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
+    real_write_card = dataset_module.write_card
+
+    def card_then_crash(card_in, card_path, plot_dir):  # the hf folder's card: half written, then the build dies
+        real_write_card(card_in, card_path, plot_dir)
+        if ".hf.partial" in str(card_path):
+            raise OSError("disk full (simulated) while writing the hf folder")
+        return card_path
+
+    monkeypatch.setattr(dataset_module, "write_card", card_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        build_dataset(copy, cfg)
+    after = {p.relative_to(copy): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
+    assert after == before  # hf/, manifests, card, build_info: all as the first build left them
+    assert not [p for p in copy.rglob("*") if p.name.endswith(".partial")]
+    monkeypatch.undo()
+    again = build_dataset(copy, cfg)
+    assert sorted(p.name for p in again.hf_dir.rglob("*")) == sorted(p.name for p in first.hf_dir.rglob("*"))
+
+
+def test_write_text_atomic_keeps_the_old_file_when_the_new_one_cannot_be_written(tmp_path):
+    from processing.atomic import write_text_atomic
+
+    target = tmp_path / "data.jsonl"
+    write_text_atomic(target, "old\n")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(target, "new \ud800\n")  # a lone surrogate cannot be encoded: fails mid-write
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl"]
+
+
 def test_transformers_encodec_feature_extractor_accepts_a_sample(built, tmp_path):
     pytest.importorskip("transformers", reason="transformers not installed (optional: pip install transformers==5.24.0)")
     datasets = pytest.importorskip("datasets")

@@ -50,7 +50,7 @@ BUILD_MOMENTS = [
     ("Parquet splits being written", "data/*.parquet"),
     ("audiocraft sidecars being written", "audio/**/*.json"),
     ("plots being drawn", "plots/*.png"),
-    ("HF folder being written", "hf/**/*"),
+    ("HF folder being written", ".hf.partial/**/*"),  # written aside, then renamed into place
     ("build_info written", "build_info.json"),
 ]
 
@@ -173,7 +173,8 @@ def test_build_killed_at_every_moment_then_rerun_gives_the_same_dataset(tmp_path
     assert len({r["chunk_id"] for r in rows}) == len(rows) == 4  # no duplicate rows
     assert sorted(p.relative_to(out).as_posix() for p in (out / "audio").rglob("*.wav")) == sorted(r["audio_path"] for r in rows)
     leftovers = [p for p in out.rglob("*") if p.is_file() and (p.name.endswith((".partial", ".part", ".tmp", ".ytdl"))
-                 or (p.name.startswith(".") and ".cache" not in p.relative_to(out).parts))]
+                 or (any(part.startswith(".") for part in p.relative_to(out).parts)
+                     and ".cache" not in p.relative_to(out).parts))]
     assert not leftovers, leftovers
     lines = (out / "failures.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines)) == 1
