@@ -6,6 +6,7 @@ cluster) and sends back SongOutcomes; it never looks inside a stage. Stages impo
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Union
@@ -142,3 +143,46 @@ def feed_ingest(items: Iterable[Any], slots: threading.Semaphore, stop: threadin
     thread = threading.Thread(target=run, name="ingest", daemon=True)
     thread.start()
     return thread
+
+
+class SongsInFlight:
+    """An executor driver's record of the songs between ingest and their outcome (the same for every executor).
+
+    Ingest takes one of ``slots`` before each song (``feed_ingest``) and ``done`` gives it back. Songs that
+    need the model queue in ``model_waiting`` until fewer than ``model_capacity`` are being prepared for,
+    waiting for, or inside the model (``model_share``); ``so_far`` holds what a song's first task did while
+    the model works on it."""
+
+    def __init__(self, slots: threading.Semaphore, model_capacity: int):
+        self.slots = slots
+        self.model_capacity = model_capacity
+        self.songs: dict[str, Song] = {}
+        self.so_far: dict[str, SongOutcome] = {}
+        self.model_waiting: deque[Song] = deque()
+        self.model_share = 0
+        self.count = 0
+        self.ingest_done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.ingest_done and self.count == 0
+
+    def arrive(self, song: Song) -> None:
+        self.count += 1
+        self.songs[song.song_id] = song
+
+    def done(self, outcome: SongOutcome) -> SongOutcome:
+        self.count -= 1
+        self.slots.release()
+        self.songs.pop(outcome.song_id, None)
+        return outcome
+
+    def admit_to_model(self) -> Iterator[Song]:
+        """The waiting songs that may go to the model now; each counts in ``model_share`` until it leaves it."""
+        while self.model_waiting and self.model_share < self.model_capacity:
+            self.model_share += 1
+            yield self.model_waiting.popleft()
+
+    def outcome_so_far(self, song: Song) -> SongOutcome:
+        """What the song's first task did (taken out of ``so_far``), or a fresh outcome when it did nothing yet."""
+        return self.so_far.pop(song.song_id, None) or SongOutcome(song.song_id, audio_s=song.duration_s)

@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any, Iterable, Iterator, Optional
 
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongTasks, feed_ingest
+from .base import BuildContext, NeedsModel, SongOutcome, SongsInFlight, SongTasks, feed_ingest
 
 log = logging.getLogger("music_mixer")
 
@@ -192,64 +192,50 @@ class LocalExecutor:
             worker.start()
         feed_ingest(items, slots, stop_ingest, lambda kind, payload: events.put((kind, None, payload)))
 
-        songs: dict[str, Song] = {}
+        flight = SongsInFlight(slots, model_capacity)
         phase: dict[str, str] = {}  # song id -> "cpu", "prepare", "model" or "finish"
-        model_waiting: deque = deque()  # songs that need the model, not yet given to a CPU worker to prepare
-        model_share = 0  # songs being prepared for, waiting for, or inside the model worker
         model_error: Optional[BaseException] = None  # the model worker broke: later model songs fail with this
-        outcomes_so_far: dict[str, SongOutcome] = {}  # what a song's first task did, while the model works on it
-        in_flight = 0
-        ingest_done = False
 
         def schedule(fn, key: str, *args) -> None:
             future = pool.schedule(fn, args=args)
             future.add_done_callback(lambda f, key=key: events.put(("task", key, f)))
 
         def admit_model_songs() -> None:
-            nonlocal model_share
-            while model_waiting and model_share < model_capacity:
-                song = model_waiting.popleft()
-                model_share += 1
+            for song in flight.admit_to_model():
                 phase[song.song_id] = "prepare"
                 schedule(tasks.song_task, song.song_id, song, ctx)
 
         def done(outcome: SongOutcome) -> SongOutcome:
-            nonlocal in_flight
-            in_flight -= 1
-            slots.release()
-            songs.pop(outcome.song_id, None)
             phase.pop(outcome.song_id, None)
-            return outcome
+            return flight.done(outcome)
 
         def model_failed(song: Song, error: BaseException) -> SongOutcome:
-            so_far = outcomes_so_far.pop(song.song_id, None) or SongOutcome(song.song_id, audio_s=song.duration_s)
-            return done(tasks.model_failure(song, error, so_far))
+            return done(tasks.model_failure(song, error, flight.outcome_so_far(song)))
 
         try:
-            while not (ingest_done and in_flight == 0):
+            while not flight.finished:
                 kind, key, payload = events.get()
                 if kind == "ingest":
                     if not isinstance(payload, Song):
                         yield payload  # an ingest failure or a duplicate
                         continue
-                    in_flight += 1
-                    songs[payload.song_id] = payload
+                    flight.arrive(payload)
                     yield payload
                     if model is not None and tasks.needs_model(payload, ctx):
                         if model_error is not None:
                             yield model_failed(payload, model_error)
                         else:
-                            model_waiting.append(payload)
+                            flight.model_waiting.append(payload)
                             admit_model_songs()
                     else:
                         phase[payload.song_id] = "cpu"
                         schedule(tasks.song_task, payload.song_id, payload, ctx)
                 elif kind == "ingest-end":
-                    ingest_done = True
+                    flight.ingest_done = True
                 elif kind == "ingest-error":
                     yield Failure("ingest", "ingest", f"{type(payload).__name__}: {payload}", "error")
                 elif kind == "task":
-                    song = songs[key]
+                    song = flight.songs[key]
                     try:
                         result = payload.result()
                     except ProcessExpired as exc:
@@ -261,32 +247,32 @@ class LocalExecutor:
                     if phase.get(key) == "prepare":
                         if isinstance(result, NeedsModel):
                             if model_error is not None:
-                                model_share -= 1
+                                flight.model_share -= 1
                                 yield model_failed(song, model_error)
                                 continue
                             phase[key] = "model"
-                            outcomes_so_far[key] = result.outcome
+                            flight.so_far[key] = result.outcome
                             worker.submit(key, result.model_input)
                             continue
-                        model_share -= 1  # it left without the model (e.g. its file no longer decodes)
+                        flight.model_share -= 1  # it left without the model (e.g. its file no longer decodes)
                         admit_model_songs()
                     yield done(result)
                 elif kind == "model":
-                    song = songs[key]
-                    model_share -= 1
+                    song = flight.songs[key]
+                    flight.model_share -= 1
                     admit_model_songs()
                     if isinstance(payload, BaseException):
                         yield model_failed(song, payload)
                     else:
                         phase[key] = "finish"
-                        schedule(tasks.finish_task, key, song, payload, outcomes_so_far.pop(key), ctx)
+                        schedule(tasks.finish_task, key, song, payload, flight.so_far.pop(key), ctx)
                 elif kind == "model-broken":
                     model_error = payload
                     for key in [k for k, p in phase.items() if p == "model"]:
-                        model_share -= 1
-                        yield model_failed(songs[key], payload)
-                    while model_waiting:
-                        yield model_failed(model_waiting.popleft(), payload)
+                        flight.model_share -= 1
+                        yield model_failed(flight.songs[key], payload)
+                    while flight.model_waiting:
+                        yield model_failed(flight.model_waiting.popleft(), payload)
         finally:
             stop_ingest.set()
             if worker is not None:

@@ -40,7 +40,7 @@ import ray
 
 from ..separate.base import SeparatorError
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongTasks, feed_ingest
+from .base import BuildContext, NeedsModel, SongOutcome, SongsInFlight, SongTasks, feed_ingest
 from .local import ONE_THREAD_ENV
 
 log = logging.getLogger("music_mixer")
@@ -362,65 +362,51 @@ class RayExecutor:
 
         feed_ingest(items, slots, stop_ingest, lambda kind, payload: events.put((kind, payload)))
 
-        songs: dict[str, Song] = {}
+        flight = SongsInFlight(slots, capacity * len(actors))
+        songs, so_far = flight.songs, flight.so_far
         pending: dict[Any, tuple[str, str]] = {}  # ObjectRef the driver waits on -> (what, song id)
         held: dict[str, Any] = {}  # song id -> the ObjectRef of its prepared input or separated output
-        so_far: dict[str, SongOutcome] = {}  # what a song's first task did, while the model works on it
         actor_of: dict[str, _Actor] = {}
-        model_waiting: list[Song] = []
-        model_share = 0
-        in_flight = 0
-        ingest_done = False
 
         def done(outcome: SongOutcome) -> SongOutcome:
-            nonlocal in_flight
-            in_flight -= 1
-            slots.release()
-            songs.pop(outcome.song_id, None)
             held.pop(outcome.song_id, None)
-            return outcome
+            return flight.done(outcome)
 
         def failed(key: str, failure: Failure) -> SongOutcome:
             failure.item = key
-            outcome = so_far.pop(key, None) or SongOutcome(key, audio_s=songs[key].duration_s)
+            outcome = flight.outcome_so_far(songs[key])
             outcome.failures.append(failure)
             return done(outcome)
 
         def admit_model_songs() -> None:
-            nonlocal model_share
-            while model_waiting and model_share < capacity * len(actors):
-                song = model_waiting.pop(0)
-                model_share += 1
+            for song in flight.admit_to_model():
                 status, prepared = song_task.remote(tasks, song, ctx_ref)
                 pending[status] = ("prepare", song.song_id)
                 held[song.song_id] = prepared
 
         def handle_ingest(kind: str, payload: Any) -> Iterator[Any]:
-            nonlocal in_flight, ingest_done
             if kind == "ingest-end":
-                ingest_done = True
+                flight.ingest_done = True
             elif kind == "ingest-error":
                 yield Failure("ingest", "ingest", f"{type(payload).__name__}: {payload}", "error")
             elif not isinstance(payload, Song):
                 yield payload  # an ingest failure or a duplicate
             else:
-                in_flight += 1
-                songs[payload.song_id] = payload
+                flight.arrive(payload)
                 yield payload
                 if actors and tasks.needs_model(payload, ctx):
-                    model_waiting.append(payload)
+                    flight.model_waiting.append(payload)
                     admit_model_songs()
                 else:
                     status, _ = song_task.remote(tasks, payload, ctx_ref)
                     pending[status] = ("cpu", payload.song_id)
 
         def handle_ready(ref: Any) -> Iterator[Any]:
-            nonlocal model_share
             what, key = pending.pop(ref)
             if what == "model":
                 actor = actor_of.pop(key)
                 actor.songs -= 1
-                model_share -= 1
+                flight.model_share -= 1
                 admit_model_songs()
                 try:
                     error = ray.get(ref)
@@ -435,7 +421,7 @@ class RayExecutor:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 if what == "prepare":
-                    model_share -= 1
+                    flight.model_share -= 1
                     admit_model_songs()
                 yield failed(key, _death(exc, self.max_retries + 1))
                 return
@@ -453,12 +439,12 @@ class RayExecutor:
                 pending[error_ref] = ("model", key)
                 return
             if what == "prepare":  # it left without the model (e.g. its file no longer decodes)
-                model_share -= 1
+                flight.model_share -= 1
                 admit_model_songs()
             yield done(outcome)
 
         try:
-            while not (ingest_done and in_flight == 0):
+            while not flight.finished:
                 try:
                     timeout = None if not pending else 0.0
                     while True:
