@@ -17,18 +17,23 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` (UTF-8) to `path`: the old content stays whole until the new one is."""
+def write_bytes_atomic(path: Path, body: bytes) -> Path:
+    """Write `body` to `path`: the old content stays whole until the new one is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(body)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path`, as ``write_bytes_atomic``."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import write_text_atomic
 from .cache import StageCache
 from .chunk.stage import place_file
 from .executors.base import BuildContext
@@ -92,11 +93,5 @@ class BuildOutput:
 def write_rows(out_dir: Path, song_id: str, rows: list[dict[str, Any]]) -> str:
     """One song's rows as JSON lines in the build's hidden rows folder (atomic); returns the relative path."""
     rel = f"{ROWS_DIR}/{song_id}.jsonl"
-    path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, default=str) + "\n")
-    tmp.replace(path)
+    write_text_atomic(out_dir / rel, "".join(json.dumps(row, default=str) + "\n" for row in rows))
     return rel

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import audio_io
+from ..atomic import write_text_atomic
 from ..config import ConfigError, IngestConfig, ingest_checks
 from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 
@@ -364,9 +365,7 @@ def download_item(url: str, cfg: IngestConfig, store: DownloadStore, info: Optio
             raise IngestFailure("download", "yt-dlp finished but no audio file was written")
         info_json = path.with_name(Path(ydl.prepare_filename(result, "infojson")).name)
         clean = without_credentials(ydl.sanitize_info(result))
-        tmp = info_json.with_name(f".{info_json.name}.partial")
-        tmp.write_text(json.dumps(clean, ensure_ascii=False, default=str))
-        tmp.replace(info_json)
+        write_text_atomic(info_json, json.dumps(clean, ensure_ascii=False, default=str))
         return Downloaded(path, json.loads(info_json.read_text()), from_cache=False), info_json
 
     done, info_json = with_retries(lambda: _call(run), cfg, url)

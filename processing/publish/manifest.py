@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional
 
+from ..atomic import write_text_atomic
 from ..audio_io import file_sha256
 
 MANIFEST_NAME = "manifest.json"
@@ -179,10 +180,7 @@ def _load_hash_cache(build_dir: Path) -> dict[str, list]:
 def _save_hash_cache(build_dir: Path, cache: dict[str, list]) -> None:
     path = build_dir / HASH_CACHE
     try:  # a read-only build folder only loses the speed-up
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(cache))
     except OSError:
         pass
 

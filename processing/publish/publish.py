@@ -37,6 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from s3transfer.subscribers import BaseSubscriber
 
+from ..atomic import write_bytes_atomic
 from ..config import PublishConfig
 from .manifest import (
     MANIFEST_NAME,
@@ -583,12 +584,6 @@ def resolve_version_uri(uri: str) -> tuple[S3Location, str, str]:
     return S3Location(loc.bucket, "/".join(parts[:-2])), name, version
 
 
-def _atomic_write(path: Path, body: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
-
-
 def pull_version(
     uri: str,
     dest: Optional[Path] = None,
@@ -678,7 +673,7 @@ def _pull(
     if problems:
         listing = "; ".join(f"{p.path} ({p.reason})" for p in problems[:10])
         raise IntegrityError(f"{uri}: {len(problems)} file(s) do not match the manifest: {listing}", problems)
-    _atomic_write(local_manifest, body)
+    write_bytes_atomic(local_manifest, body)
     return dest
 
 
