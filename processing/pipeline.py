@@ -51,6 +51,7 @@ log = logging.getLogger("music_mixer")
 
 ANALYSE_VERSION = "3"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model
 SCHEDULING_KEYS = ("executor", "ray_address", "endpoint_url", "region")  # where work runs and files live, never what they hold
+ANALYSE_PLACEMENT_KEYS = ("tagger_device",)  # where the tagger runs changes no figure (scores equal to ~1e-6): not in the key
 
 
 # ----------------------------------------------------------------------------- planning (driver side)
@@ -222,8 +223,7 @@ def _analyse_and_describe(separated: SeparatedSong, inputs: Callable[[], tuple[S
     from .analyse.analyse import WholeSong, analyse_song
     from .describe.describe import describe_chunks
 
-    where = ("tagger_device",)  # where the tagger runs changes no figure (scores equal to ~1e-6): not in the key
-    analyse_params = {k: v for k, v in cfg.analyse.__dict__.items() if k not in where}
+    analyse_params = {k: v for k, v in cfg.analyse.__dict__.items() if k not in ANALYSE_PLACEMENT_KEYS}
     params = {"analyse": analyse_params, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
               "metadata": separated.song.metadata.to_dict(), "model": separated.model}
 

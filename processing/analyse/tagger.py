@@ -173,4 +173,3 @@ def make_tagger(name: Optional[str], weights: Optional[Path] = None, threads: in
             return CallableTagger(target, made)
         raise TaggerUnavailable(f"tagger {name!r}: factory returned {type(made).__name__}, not a tagger or callable")
     raise TaggerUnavailable(f"tagger {name!r} unknown: use musicnn, essentia-tf, python:module:factory, or none")
-
