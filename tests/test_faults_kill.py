@@ -70,8 +70,12 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 def _fresh(root: Path, pattern: str, before: dict[str, tuple[int, int]]) -> int:
     """How many files matching ``pattern`` are new or rewritten since ``before``."""
     pattern = pattern.split("#")[0]
+    try:
+        matches = list(root.glob(pattern))
+    except FileNotFoundError:  # a folder the walk entered was renamed away (a cache entry landing): next poll
+        return 0
     count = 0
-    for p in root.glob(pattern):
+    for p in matches:
         try:
             if p.is_file():
                 rel = p.relative_to(root).as_posix()
