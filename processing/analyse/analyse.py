@@ -32,7 +32,8 @@ import numpy as np
 from .. import audio_io
 from .. import vocabulary
 from ..config import AnalyseConfig
-from .features import KEY_PROFILES, AnalysisError, Features, loudness, measure, to_mono
+from . import beats as beat_tempo
+from .features import ESSENTIA_RATE, KEY_PROFILES, AnalysisError, Features, has_beat, loudness, measure, to_mono
 from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_levels, merge_instruments, residual_vocal_db
 from .moods import derive_moods
 from .musicness import NOISE_RATE, music_flags, noise_flatness
@@ -90,6 +91,7 @@ class ChunkAnalysis:
         row: dict[str, Any] = {
             "bpm": f.bpm or None,  # a missing measure is null, never 0
             "bpm_confidence": f.bpm_confidence,
+            "beats": list(f.beats),
             "key": f.key or None,
             "scale": f.scale or None,
             "key_strength": f.key_strength,
@@ -206,11 +208,16 @@ class SongAnalysis:
 
 
 def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
-                  report: Optional[InstrumentReport] = None) -> ChunkAnalysis:
+                  report: Optional[InstrumentReport] = None, activations: Optional[np.ndarray] = None) -> ChunkAnalysis:
     """Measure one piece of audio: features, the tagger's scores (``cfg.tagger``), instruments heard
     (`report`: the stems' report for this span; None: feature cues), "is this music?" and vocal flags,
-    derived moods."""
-    features = measure(audio, cfg.key_profile, cfg.silence_db)
+    derived moods. ``analyse.tempo=rnn``: tempo and beats from `activations` (this audio's slice of the
+    song's beat activations; None: computed on this audio)."""
+    features = measure(audio, cfg.key_profile, cfg.silence_db, cfg.tempo)
+    if cfg.tempo == "rnn":
+        if activations is None:
+            activations = _activations(audio, cfg)
+        features = _with_tempo(features, beat_tempo.estimate(activations))
     report = report if report is not None else from_features(features)
     tagger = _tagger(cfg)
     scores = tagger.tag(audio) if tagger is not None else {}
@@ -221,7 +228,7 @@ def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
     flatness = round(noise_flatness(to_mono(audio, NOISE_RATE)), 4)
     flags: list[str] = []
     if cfg.flag_non_music:
-        flags = music_flags(features, facts.instrument_score, flatness, facts.vocal_score)
+        flags = music_flags(features, facts.instrument_score, flatness, facts.vocal_score, facts.genre_score)
         if facts.vocal_score is not None and facts.vocal_score >= cfg.vocal_threshold:
             flags.append("vocals_heard")
     return ChunkAnalysis(
@@ -270,6 +277,27 @@ def _source_words(md: SongMetadata) -> SourceWords:
     )
 
 
+def _with_tempo(features: Features, estimate: beat_tempo.TempoEstimate) -> Features:
+    """`features` with the beat network's tempo, beat confidence (mean activation on the beats) and beats."""
+    return replace(features, bpm=estimate.bpm, bpm_confidence=estimate.beat_activation, beats=estimate.beats,
+                   tempo_method="rnn")
+
+
+def _activations(audio: AudioData, cfg: AnalyseConfig) -> np.ndarray:
+    """The beat network's activations (100 per second) of a piece of audio (``analyse.tempo=rnn``)."""
+    from .beat_network import activations
+
+    return activations(to_mono(audio, ESSENTIA_RATE), _beat_network(cfg), cfg.tagger_threads)
+
+
+def _beat_network(cfg: AnalyseConfig):
+    """madmom's beat network, loaded once per process, on the tagger's device (``analyse.tagger_device``)."""
+    from .beat_network import load_network
+    from .musicnn import tagger_device
+
+    return load_network(str(cfg.tempo_weights) if cfg.tempo_weights else None, tagger_device(cfg.tagger_device))
+
+
 def _tagger(cfg: AnalyseConfig) -> Optional[Tagger]:
     """The configured tagger, loaded once per process (each worker process loads its own)."""
     if not cfg.tagger or cfg.tagger == "none":
@@ -302,7 +330,7 @@ def _aggregate(chunks: list[ChunkAnalysis], whole: WholeSong) -> Features:
     feats = [c.features for c in chunks]
     weights = np.array([f.duration_s for f in feats], dtype=np.float64)
     weights = weights / (weights.sum() or 1.0)
-    confident = [f.bpm for f in feats if f.bpm > 0 and f.bpm_confidence >= 1.0]
+    confident = [f.bpm for f in feats if has_beat(f)]
     votes: Counter = Counter()
     for f in feats:
         if f.key:
@@ -319,6 +347,7 @@ def _aggregate(chunks: list[ChunkAnalysis], whole: WholeSong) -> Features:
         key=key,
         scale=scale,
         key_strength=round(float(np.mean(agreeing)), 3) if agreeing else 0.0,
+        beats=[],
         loudness_lufs=round(whole.loudness_lufs, 2),
         peak=peak,
         peak_db=round(20 * np.log10(peak), 2) if peak > 0 else -200.0,
@@ -341,6 +370,15 @@ def check_config(cfg: AnalyseConfig) -> None:
         raise AnalysisError(f"analyse.vocal_threshold must lie in [0, 1], got {cfg.vocal_threshold}")
     if cfg.tagger_threads < 1:
         raise AnalysisError(f"analyse.tagger_threads must be >= 1, got {cfg.tagger_threads}")
+    if cfg.tempo not in ("rnn", "essentia"):
+        raise AnalysisError(f"analyse.tempo must be rnn or essentia, got {cfg.tempo!r}")
+    if cfg.tempo == "rnn":
+        from .beat_network import BeatNetworkUnavailable
+
+        try:
+            _beat_network(cfg)
+        except BeatNetworkUnavailable as exc:
+            raise AnalysisError(str(exc)) from exc
     _tagger(cfg)
 
 
@@ -356,13 +394,21 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
     levels = separated.levels
     stem_names = set(levels.stems) if levels else set()
     has_instrument_stems = bool(stem_names & set(INSTRUMENT_STEMS))
+    whole_audio: Optional[AudioData] = None
+    song_acts: Optional[np.ndarray] = None
+    if cfg.tempo == "rnn":  # the beat network runs once over the whole instrumental; chunks take their slices
+        whole_audio = audio_io.decode(separated.instrumental_path)
+        song_acts = _activations(whole_audio, cfg)
     analysed: list[ChunkAnalysis] = []
     for chunk in chunks:
         try:
             audio = audio_io.decode(chunk.audio_path)
         except audio_io.AudioDecodeError as exc:
             raise AnalysisError(f"chunk {chunk.chunk_id} of song {song.song_id}: {exc}") from exc
-        result = analyse_audio(audio, cfg, chunk.chunk_id)
+        acts = None
+        if song_acts is not None:
+            acts = song_acts[int(round(chunk.start_s * beat_tempo.FPS)): int(round(chunk.end_s * beat_tempo.FPS))]
+        result = analyse_audio(audio, cfg, chunk.chunk_id, activations=acts)
         report, residual = result.instruments, None
         if levels is not None and levels.stems:
             stem_report = from_levels(levels, chunk.start_s, chunk.end_s, cfg.stem_presence_db, cfg.silence_db)
@@ -380,18 +426,19 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
             flags.append("residual_vocals")
         analysed.append(_with_report(result, report, residual, flags, cfg))
 
-    whole_audio: Optional[AudioData] = None
-    if whole is None or not analysed:
+    if (whole is None or not analysed) and whole_audio is None:
         whole_audio = audio_io.decode(separated.instrumental_path)
-        whole = whole or WholeSong.measure(whole_audio)
+    whole = whole or WholeSong.measure(whole_audio)
     single: Optional[ChunkAnalysis] = None
     if analysed:
         features = _aggregate(analysed, whole)
+        if song_acts is not None:  # the song's tempo from the whole song's activations (beats stay per chunk)
+            features = replace(_with_tempo(features, beat_tempo.estimate(song_acts)), beats=[])
         # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
         counts = Counter(flag for c in analysed for flag in set(c.flags))
         song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
     else:  # too short to chunk: measure the song itself
-        single = analyse_audio(whole_audio, cfg, song.song_id)
+        single = analyse_audio(whole_audio, cfg, song.song_id, activations=song_acts)
         features, song_flags = single.features, single.flags
 
     said = _source_words(song.metadata)

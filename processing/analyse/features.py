@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class AnalysisError(ValueError):
 class Features:
     duration_s: float
     bpm: float  # 0.0 when no beat was found
-    bpm_confidence: float  # essentia's beat confidence: <1 very low, 1-1.5 low, 1.5-3.5 good, >3.5 excellent
+    bpm_confidence: float  # essentia: its beat confidence (<1 very low, 1-1.5 low, 1.5-3.5 good); rnn: mean beat activation on the beats (0-1)
     key: str  # "C", "C#", ..., "Bb" (essentia's spelling); "" when the audio is silent
     scale: str  # "major" / "minor" / ""
     key_strength: float  # 0..1
@@ -56,9 +56,27 @@ class Features:
     below_1k_ratio: float  # energy share below 1 kHz (almost all music puts energy here)
     pulse: float  # peak onset-envelope autocorrelation at 50-200 BPM lags: rhythmic regularity, 0..1
     low_energy_ratio: float  # share of 93 ms frames quieter than half the mean RMS (speech ~0.4, sustained music ~0)
+    tempo_method: str = "essentia"  # who measured bpm and bpm_confidence: "essentia" or "rnn" (analyse.tempo)
+    beats: list[float] = field(default_factory=list)  # beat times, seconds from the start of this audio
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The beat confidence that counts as "a beat was found" and "a steady beat", per tempo method:
+# essentia's RhythmExtractor2013 confidence (0-5.32; its documentation: <1 very low, 1-1.5 low,
+# 1.5-3.5 good) and, for the beat network, the mean activation on the tracked beats (0-1;
+# thresholds and what they were checked on: processing.analyse.beats).
+def has_beat(f: "Features") -> bool:
+    from .beats import BEAT_FOUND
+
+    return f.bpm > 0 and f.bpm_confidence >= (BEAT_FOUND if f.tempo_method == "rnn" else 1.0)
+
+
+def steady_beat(f: "Features") -> bool:
+    from .beats import STEADY_BEAT
+
+    return f.bpm > 0 and f.bpm_confidence >= (STEADY_BEAT if f.tempo_method == "rnn" else 1.5)
 
 
 def essentia_standard():
@@ -89,12 +107,12 @@ def to_mono(audio: AudioData, rate: int) -> np.ndarray:
 
 
 
-def tempo(x44: np.ndarray) -> tuple[float, float]:
-    """(bpm, confidence) by essentia RhythmExtractor2013 (multifeature) on 44.1 kHz mono."""
+def tempo(x44: np.ndarray) -> tuple[float, float, list[float]]:
+    """(bpm, confidence, beat times in s) by essentia RhythmExtractor2013 (multifeature) on 44.1 kHz mono."""
     if len(x44) < ESSENTIA_RATE:  # under a second: no beat can be found
-        return 0.0, 0.0
-    bpm, _ticks, confidence, _est, _intervals = _algorithm("RhythmExtractor2013", method="multifeature")(x44)
-    return float(bpm), float(confidence)
+        return 0.0, 0.0, []
+    bpm, ticks, confidence, _est, _intervals = _algorithm("RhythmExtractor2013", method="multifeature")(x44)
+    return float(bpm), float(confidence), [round(float(t), 2) for t in ticks]
 
 
 def key(x44: np.ndarray, profile: str = "shaath") -> tuple[str, str, float]:
@@ -176,13 +194,17 @@ def spectral_cues(x: np.ndarray, rate: int = FEATURE_RATE) -> dict[str, float]:
     }
 
 
-def measure(audio: AudioData, key_profile: str = "shaath", silence_db: float = -60.0) -> Features:
-    """Every measurement of this module on one piece of audio (any rate, any channels)."""
+def measure(audio: AudioData, key_profile: str = "shaath", silence_db: float = -60.0,
+            tempo_method: str = "essentia") -> Features:
+    """Every measurement of this module on one piece of audio (any rate, any channels).
+
+    ``tempo_method="rnn"``: tempo and beats are left empty here (0, 0, []): the caller fills them from the
+    beat network (``processing.analyse.beats``), which sees the whole song."""
     if audio.num_frames == 0:
         raise AnalysisError("audio has no samples")
     x44 = to_mono(audio, ESSENTIA_RATE)
     x22 = to_mono(audio, FEATURE_RATE)
-    bpm, confidence = tempo(x44)
+    bpm, confidence, ticks = tempo(x44) if tempo_method == "essentia" else (0.0, 0.0, [])
     k, scale, strength = key(x44, key_profile)
     peak = float(np.abs(audio.samples).max())
     return Features(
@@ -198,4 +220,6 @@ def measure(audio: AudioData, key_profile: str = "shaath", silence_db: float = -
         danceability=round(danceability(x44), 3),
         silence_ratio=round(silence_ratio(x22, FEATURE_RATE, silence_db), 3),
         **{k2: round(v, 4) for k2, v in spectral_cues(x22).items()},
+        tempo_method=tempo_method,
+        beats=ticks,
     )

@@ -2,7 +2,7 @@
 
 Documented rules (each yields a word of ``vocabulary.MOODS``; results are marked
 ``derived`` wherever they are stored, so nobody mistakes them for labels):
-1. mode and tempo (only when the beat confidence is >= 1.5 and a key was found):
+1. mode and tempo (only with a steady beat, ``features.steady_beat``, and a key):
    major & >= 110 BPM -> "upbeat"; major & < 110 -> "warm";
    minor & >= 110 -> "tense"; minor & < 110 -> "melancholic";
 2. tempo alone: >= 130 BPM -> "energetic"; < 85 BPM -> "calm";
@@ -14,14 +14,12 @@ At most ``limit`` words, in rule order, without repeats.
 """
 from __future__ import annotations
 
-from .features import Features
-
-MIN_BEAT_CONFIDENCE = 1.5
+from .features import Features, steady_beat
 
 
 def derive_moods(f: Features, limit: int = 3) -> list[str]:
     words: list[str] = []
-    steady = f.bpm > 0 and f.bpm_confidence >= MIN_BEAT_CONFIDENCE
+    steady = steady_beat(f)
     if steady and f.scale in ("major", "minor"):
         fast = f.bpm >= 110
         words.append({("major", True): "upbeat", ("major", False): "warm", ("minor", True): "tense", ("minor", False): "melancholic"}[(f.scale, fast)])

@@ -50,18 +50,21 @@ from typing import Optional
 
 import numpy as np
 
-from .features import Features
+from .features import Features, has_beat
 
 SILENT_FRAMES = 0.9
 SILENT_LUFS = -60.0
 MIN_PULSE = 0.2
 MIN_SPEECH_PAUSES = 0.25
 MIN_BELOW_1K = 0.1
-MIN_BEAT_CONFIDENCE = 1.0
+MIN_BEAT_CONFIDENCE = 1.0  # essentia's scale; the beat network's is beats.BEAT_FOUND (features.has_beat)
 MIN_NOISE_FLATNESS = 0.55
+NOISY_FLATNESS = 0.4
 MODEL_NO_INSTRUMENT = 0.15
+MODEL_SURE_NO_INSTRUMENT = 0.1
 MODEL_HEARS_MUSIC = 0.2
 VOICE_ONLY_MIN = 0.1
+GENRE_SURE = 0.5
 STRONG_CUES = ("speech_like", "no_low_range", "noise_like", "voice_only")
 NOISE_RATE = 16000
 
@@ -99,7 +102,9 @@ def feature_cues(features: Features, flatness: Optional[float] = None) -> list[s
         cues.append("no_low_range")
     if flatness is not None and flatness >= MIN_NOISE_FLATNESS:
         cues.append("noise_like")
-    if features.bpm_confidence < MIN_BEAT_CONFIDENCE:
+    elif flatness is not None and flatness >= NOISY_FLATNESS:
+        cues.append("noisy")
+    if not has_beat(features):
         cues.append("no_beat")
     return cues
 
@@ -109,19 +114,34 @@ def is_silent(features: Features) -> bool:
 
 
 def music_flags(features: Features, instrument_score: Optional[float] = None, flatness: Optional[float] = None,
-                vocal_score: Optional[float] = None) -> list[str]:
-    """Flags for one piece of audio (empty: music). `instrument_score`, `vocal_score`: the tagger's
-    (None: no tagger); `flatness`: ``noise_flatness`` of the audio (None: not measured)."""
+                vocal_score: Optional[float] = None, genre_score: Optional[float] = None) -> list[str]:
+    """Flags for one piece of audio (empty: music): the rule of the module docstring, step by step.
+
+    `instrument_score`, `vocal_score`, `genre_score`: the tagger's (None: no tagger); `flatness`:
+    ``noise_flatness`` of the audio (None: not measured)."""
     if is_silent(features):
         return ["silence"]
     cues = feature_cues(features, flatness)
-    if instrument_score is None:
-        return ["non_music", *cues] if any(c in STRONG_CUES for c in cues) else []
-    if instrument_score >= MODEL_HEARS_MUSIC:
+    if "no_beat" not in cues:  # 1. a beat the network hears is music, noisy or not (dubstep, distorted rock)
         return []
+    not_music = ["non_music", *cues]
+    if "noise_like" in cues:  # 2. a noise-like spectrum without a beat: no tagger score overrules it
+        return not_music
+    if instrument_score is None:  # no tagger: one strong feature cue decides
+        return not_music if any(c in STRONG_CUES or c == "noisy" for c in cues) else []
+    heard = instrument_score >= MODEL_HEARS_MUSIC
+    tonal_genre = (genre_score or 0.0) >= GENRE_SURE and (flatness is None or flatness < NOISY_FLATNESS)
     if instrument_score < MODEL_NO_INSTRUMENT:
         cues.append("no_instrument_heard")
+        not_music.append("no_instrument_heard")
         if vocal_score is not None and vocal_score >= VOICE_ONLY_MIN:
             cues.append("voice_only")
-    strong = [c for c in cues if c in STRONG_CUES]
-    return ["non_music", *cues] if strong and len(cues) >= 2 else []
+            not_music.append("voice_only")
+    if "noisy" in cues and not heard:  # 3. noisy, no beat, and the model hears no instrument
+        return not_music
+    if tonal_genre or heard:  # 4. a tonal sound the model is sure is a genre of music, or an instrument heard
+        return []
+    if instrument_score < MODEL_SURE_NO_INSTRUMENT:  # 5. the two weak cues agree strongly
+        return not_music
+    strong = [c for c in cues if c in STRONG_CUES]  # 6. a strong cue and a second cue
+    return not_music if strong and len(cues) >= 2 else []

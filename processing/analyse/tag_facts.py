@@ -23,7 +23,9 @@ get lower thresholds):
 - instrument score: per chunk, the highest score of the instrument tags (no threshold): how
   sure the model is that it hears an instrument, one of the cues of ``musicness``;
 - drum score: per chunk, the highest of drums, beat and beats; >= 0.1 is one way to confirm the
-  drums cue of the spectral features (``instruments.merge_instruments``).
+  drums cue of the spectral features (``instruments.merge_instruments``);
+- genre score: per chunk, the highest score of the genre tags (``GENRE_TAGS``), one of the cues of
+  ``musicness`` (only on a tonal spectrum: musicnn gives rain and a purr genre scores of 0.7).
 """
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ class ChunkTagFacts:
     vocal_score: float | None = None  # None: the tagger has no voice tags
     instrument_score: float | None = None  # None: the tagger has no instrument tags
     drum_score: float | None = None  # highest of the drums and beat tags (confirms the drums cue of the features)
+    genre_score: float | None = None  # highest score of the genre tags (GENRE_TAGS): how sure the model is of a genre
 
 
 def _is_musicnn(scores: dict[str, float]) -> bool:
@@ -102,7 +105,8 @@ def chunk_facts(scores: dict[str, float]) -> ChunkTagFacts:
         music = max(scores.get(t, 0.0) for t in MUSIC_TAGS)
         ranked = dict(sorted(instruments.items(), key=lambda kv: -kv[1]))
         drums = max(scores.get(t, 0.0) for t in DRUM_TAGS)
-        return ChunkTagFacts(ranked, round(vocal, 4), round(music, 4), round(drums, 4))
+        genre = max(scores.get(t, 0.0) for t in GENRE_TAGS)
+        return ChunkTagFacts(ranked, round(vocal, 4), round(music, 4), round(drums, 4), round(genre, 4))
     # another tagger: its instrument words (vocabulary) and voice-like labels, no thresholds known
     voice = [s for label, s in scores.items() if any(w in label.lower() for w in _VOICE_WORDS)]
     return ChunkTagFacts({}, round(max(voice), 4) if voice else None, None)

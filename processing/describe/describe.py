@@ -8,10 +8,14 @@ The description only states facts that are in the same row: the genre (only
 when the user, the tagger above its thresholds or the site gave one), mood words
 (``derived_moods`` says when they come from feature rules), the instruments that
 were heard (a stem measure or the tagger: ``instrument_source`` says which) or
-that the user or site named, the key and the tempo (only when the beat confidence
-is >= 1). It never names vocals, and it calls the chunk "instrumental" only when
+that the user or site named, the key and the tempo (only when a beat was found:
+``features.has_beat``). It never names vocals, and it calls the chunk "instrumental" only when
 no vocal residue was flagged and the tagger hears no voice in it (``vocals_heard``). Wording varies between chunks (several templates, clause orders and
 verbs) but is deterministic: ``random.Random(f"{cfg.seed}:{chunk_id}")``.
+
+A chunk judged not music (``non_music`` or ``silence`` on the chunk or its song; such chunks are
+excluded by default) is never called an instrumental of any genre: its description says what was
+measured ("Not music: ...", the cues that fired) and its genre fields are empty.
 """
 from __future__ import annotations
 
@@ -20,12 +24,12 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from ..analyse.analyse import ChunkAnalysis, SongAnalysis
+from ..analyse.analyse import NOT_MUSIC_FLAGS, ChunkAnalysis, SongAnalysis
+from ..analyse.features import has_beat
 from ..config import DescribeConfig
 from .titles import Credits, clean_credits, is_noise
 from ..types import Chunk, Song
 
-MIN_BPM_CONFIDENCE = 1.0
 DISPLAY = {"rnb": "R&B", "hip hop": "hip-hop", "drum and bass": "drum and bass"}
 
 
@@ -82,8 +86,8 @@ def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], named: 
     else:
         f_key = f
     key = f"{f_key.key} {f_key.scale}".strip() if f_key.key else None
-    tempo_src = f if f.bpm > 0 and f.bpm_confidence >= MIN_BPM_CONFIDENCE else analysis.features
-    bpm = float(round(tempo_src.bpm)) if tempo_src.bpm > 0 and tempo_src.bpm_confidence >= MIN_BPM_CONFIDENCE else None
+    tempo_src = f if has_beat(f) else analysis.features
+    bpm = float(round(tempo_src.bpm)) if has_beat(tempo_src) else None
     if analysis.mood_source in ("user", "model", "site"):
         moods, derived = list(analysis.moods), False
     else:
@@ -105,7 +109,22 @@ def _chunk_facts(analysis: SongAnalysis, chunk: Optional[ChunkAnalysis], named: 
         "instrument_source": [s for _, s in pairs],
         "other_instruments": any(i == "other" for i, _ in heard),
         "instrumental": not (flags & VOCAL_FLAGS),
+        "not_music": sorted(flags & NOT_MUSIC_FLAGS),
+        "cues": [c for c in (chunk.flags if chunk else analysis.flags) if c not in NOT_MUSIC_FLAGS | VOCAL_FLAGS],
     }
+
+
+CUE_WORDS = {"speech_like": "speech-like pauses", "no_low_range": "no low range", "noise_like": "a noise-like spectrum",
+             "noisy": "a noisy spectrum", "no_beat": "no beat", "no_instrument_heard": "no instrument heard",
+             "voice_only": "a voice and no instrument"}
+
+
+def not_music_description(facts: dict[str, Any]) -> str:
+    """What a chunk judged not music is, by the measures that said so (never a genre, never 'instrumental')."""
+    if "silence" in facts["not_music"]:
+        return "Not music: silence."
+    cues = [CUE_WORDS.get(c, c.replace("_", " ")) for c in facts["cues"]]
+    return f"Not music: {_join(cues)}." if cues else "Not music."
 
 
 def write_description(facts: dict[str, Any], genre: Optional[str], rng: random.Random) -> str:
@@ -157,7 +176,8 @@ def describe_chunks(song: Song, analysis: SongAnalysis, chunks: list[Chunk], cfg
     for chunk in chunks:
         facts = _chunk_facts(analysis, by_id.get(chunk.chunk_id), named)
         rng = random.Random(f"{cfg.seed}:{chunk.chunk_id}")
-        description = write_description(facts, genre, rng)
+        music = not facts["not_music"]
+        description = write_description(facts, genre, rng) if music else not_music_description(facts)
         keywords = _keywords(
             [display(g) for g in analysis.genres], facts["moods"], facts["instrument"], md.keywords, md.tags, limit=cfg.max_keywords
         )
@@ -169,9 +189,9 @@ def describe_chunks(song: Song, analysis: SongAnalysis, chunks: list[Chunk], cfg
                 "featured_artists": list(credits.featured),
                 "key": facts["key"],
                 "bpm": facts["bpm"],
-                "genre": genre,
-                "genres": list(analysis.genres),
-                "genre_source": analysis.genre_source or None,
+                "genre": genre if music else None,
+                "genres": list(analysis.genres) if music else [],
+                "genre_source": (analysis.genre_source or None) if music else None,
                 "moods": facts["moods"],
                 "mood_source": ("rules" if facts["derived_moods"] else analysis.mood_source) if facts["moods"] else None,
                 "derived_moods": facts["derived_moods"],
