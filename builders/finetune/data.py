@@ -39,18 +39,13 @@ def datasets_major() -> int:
 def resolve_build(source: str, pull_dest: Optional[Path] = None, endpoint_url: Optional[str] = None,
                   progress: bool = True) -> Path:
     """A local build folder as is; ``s3://bucket/prefix/<name>/<version|latest>`` pulled (and verified) first."""
-    if source.startswith("s3://"):
-        from processing.publish.publish import PublishError, pull_version
+    from ..source import local_build
+    from ..table import BuildFolderError
 
-        try:
-            return pull_version(source, pull_dest, endpoint_url, progress=progress)
-        except PublishError as exc:
-            raise FinetuneError(f"cannot pull {source}: {exc}") from exc
-    build = Path(source)
-    if not build.is_dir():
-        raise FinetuneError(f"{build}: no such build folder (give a folder written by scripts/build.py "
-                            "or s3://bucket/prefix/<name>/<version>)")
-    return build
+    try:
+        return local_build(source, pull_dest, endpoint_url, progress=progress)
+    except BuildFolderError as exc:
+        raise FinetuneError(str(exc)) from exc
 
 
 def pick_loader(loader: str, build: Path) -> str:
