@@ -28,6 +28,7 @@ class Example:
     chunk_id: str
     text: str  # the chunk's description: MusicGen's conditioning text
     audio: np.ndarray  # float32, (channels, samples) at the model's rate
+    weight: float = 1.0  # the chunk's sampling weight (builders/weights.py); used with --weighted
 
 
 def datasets_major() -> int:
@@ -122,7 +123,8 @@ def examples(ds, rate: int, channels: int = 1, build: Optional[Path] = None) -> 
             array = _channels(audio["array"], channels)
         else:
             array = _decode_bytes(audio, rate, channels, build or Path("."))
-        out.append(Example(str(row.get("chunk_id") or len(out)), text, array))
+        weight = row.get("weight")
+        out.append(Example(str(row.get("chunk_id") or len(out)), text, array, 1.0 if weight is None else float(weight)))
     if skipped:
         log.warning("%d rows have no description and are left out of training", skipped)
     return out
