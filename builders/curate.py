@@ -209,7 +209,7 @@ def curate(source: str | Path, out: Path, settings: CurationSettings, overrides:
     curation = {
         "parent": str(source), "parent_name": name, "parent_version": parent_version, "settings": record_settings,
         "kept": len(in_dataset), "removed": removed, "re_included": len(back), "chain": chain,
-        "song_splits": {s: v for s, v in splits.items() if s in {rows[i]["song_id"] for i in in_dataset}},
+        "song_splits": {s: splits[s] for s in sorted({rows[i]["song_id"] for i in in_dataset})},
     }
 
     linked = copied = 0
