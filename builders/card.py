@@ -123,7 +123,7 @@ def curation_section(curation: Optional[dict[str, Any]]) -> str:
     removed = curation.get("removed") or {}
     return f"""## Curation
 
-This version was curated from version `{curation.get("parent_version")}` (`{curation.get("parent")}`) by
+This version was curated from version `{curation.get("parent_version")}` of `{curation.get("parent_name")}` by
 `scripts/curate.py`, from the parent's chunk files and facts (no audio decoded or analysed again; splits
 kept per song). Settings: {", ".join(f"{k}={v}" for k, v in settings.items() if v not in (None, [], False)) or "none"}.
 Chunks removed: {", ".join(f"{k} {v}" for k, v in removed.items()) or "none"}.

@@ -229,7 +229,9 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig, song_splits: Optional[di
         weighting=weighting, balance=art.diversity["summary"],
     )
     if curation:
-        info["curation"] = {k: v for k, v in curation.items() if k != "song_splits"}
+        # where the parent was read from (a path, a URI) stays in report.json: the same curation of the same
+        # version must give the same published files wherever it ran
+        info["curation"] = {k: v for k, v in curation.items() if k not in ("song_splits", "parent")}
     write_weight_column(build_dir / "chunks.parquet", {r["chunk_id"]: r["weight"] for rows in rows_by_split.values() for r in rows})
     _update_report(build_dir / "report.json", diversity=art.diversity)
     art.build_info = build_dir / "build_info.json"

@@ -397,9 +397,10 @@ def test_curation_of_a_curation_records_the_chain_and_a_rerun_gives_the_same_ver
     assert {m["weight"] for m in manifests(second)} == {1.0}  # weighting none
     chunk_ids = {r["chunk_id"] for r in pq.read_table(second / "chunks.parquet").to_pylist()}
     assert "speech-000" in chunk_ids and not any(c.startswith("fishin") for c in chunk_ids)
-    again = run_script("curate.py", str(out), "--out", str(second), "--exclude-genre", "folk", "--weighting", "none")
-    assert again.returncode == 0, again.stderr
-    assert json.loads((second / "build_info.json").read_text())["version"] == info["version"]
+    published = {name: (second / name).read_bytes() for name in ("build_info.json", "dataset_card.md")}
+    again = run_script("curate.py", f"{out}/.", "--out", str(second), "--exclude-genre", "folk", "--weighting", "none")
+    assert again.returncode == 0, again.stderr  # the same curation (its source spelt otherwise) into the same --out
+    assert {name: (second / name).read_bytes() for name in published} == published  # same version, same files
     assert leftovers(tmp_path) == []
 
 
@@ -425,7 +426,8 @@ def test_curate_and_diff_a_published_version_on_s3(parent, s3, aws_env, tmp_path
     proc = run_script("curate.py", uri, "--out", str(tmp_path / "n"), "--min-seconds", "15", "--endpoint-url", s3.endpoint_url)
     assert proc.returncode == 0, proc.stderr
     info = json.loads((tmp_path / "n" / "build_info.json").read_text())
-    assert info["curation"]["parent"] == uri and info["curation"]["parent_version"] == "v1"
+    assert info["curation"]["parent_version"] == "v1" and "parent" not in info["curation"]
+    assert json.loads((tmp_path / "n" / "report.json").read_text())["curation"]["parent"] == uri
     proc = run_script("diff.py", f"s3://{bucket}/sets/mm/v1", str(tmp_path / "n"), "--json", "--endpoint-url", s3.endpoint_url)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["chunks_removed"] == sorted(SHORT)
