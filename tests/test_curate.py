@@ -431,5 +431,16 @@ def test_curate_and_diff_a_published_version_on_s3(parent, s3, aws_env, tmp_path
     proc = run_script("diff.py", f"s3://{bucket}/sets/mm/v1", str(tmp_path / "n"), "--json", "--endpoint-url", s3.endpoint_url)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["chunks_removed"] == sorted(SHORT)
+    # the curated build publishes like any build, under its own version; both sides of a diff can be published
+    proc = run_script("publish.py", str(tmp_path / "n"), "--s3", f"s3://{bucket}/sets", "--endpoint-url", s3.endpoint_url,
+                      "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    published = f"s3://{bucket}/sets/music_mixer/{info['version']}"
+    proc = run_script("diff.py", f"s3://{bucket}/sets/mm/v1", published, "--json", "--endpoint-url", s3.endpoint_url,
+                      "--pull-dest", str(tmp_path / "pulls"))
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    assert diff["chunks_removed"] == sorted(SHORT) and diff["new"]["version"] == info["version"]
+    assert (tmp_path / "pulls" / "new" / "manifest.json").is_file()
     missing = run_script("diff.py", f"s3://{bucket}/sets/mm/v9", str(tmp_path / "n"), "--endpoint-url", s3.endpoint_url)
     assert missing.returncode == 2 and "cannot pull" in missing.stderr and "v9" in missing.stderr
