@@ -55,7 +55,7 @@ def manifest_line(row: dict[str, Any], audio_file: Path) -> dict[str, Any]:
         "duration": float(row["duration_s"]),
         "sample_rate": int(row["sample_rate"]),
         "amplitude": None if row.get("peak") is None else float(row["peak"]),
-        "weight": None,
+        "weight": None if row.get("weight") is None else float(row["weight"]),  # sample_on_weight draws by it
         "info_path": None,  # audiocraft uses info_path only for zip archives (PathInZip)
     }
 
@@ -109,9 +109,12 @@ def write_dset_yaml(egs: Path, rows_by_split: dict[str, list], sample_rate: int,
     return write_text_atomic(path, text)
 
 
-def relocate(build_dir: Path) -> int:
-    """Rewrite the absolute paths of a moved (or pulled) build's audiocraft export; return lines changed."""
+def relocate(build_dir: Path, root: Path | None = None) -> int:
+    """Rewrite the absolute paths of a moved (or pulled) build's audiocraft export; return lines changed.
+
+    ``root``: the folder the build is about to be moved to (default: where it is now)."""
     build_dir = Path(build_dir).resolve()
+    target = Path(root).resolve() if root is not None else build_dir
     egs = build_dir / "egs"
     changed = 0
     for manifest in sorted(egs.glob("*/data.jsonl")):
@@ -124,7 +127,7 @@ def relocate(build_dir: Path) -> int:
             if "audio" not in parts:
                 raise ValueError(f"{manifest}: path {meta['path']!r} is not under an audio/ folder")
             rel = Path(*parts[len(parts) - 1 - parts[::-1].index("audio"):])
-            new = str(build_dir / rel)
+            new = str(target / rel)
             changed += new != meta["path"]
             meta["path"] = new
             out.append(json.dumps(meta, ensure_ascii=False))
@@ -134,7 +137,7 @@ def relocate(build_dir: Path) -> int:
         for line in yaml_file.read_text().splitlines():
             key, sep, value = line.partition(": ")
             if sep and key.strip() in ("train", "valid", "evaluate", "generate"):
-                line = f"{key}: {egs / Path(value.strip()).name}"
+                line = f"{key}: {target / 'egs' / Path(value.strip()).name}"
             lines.append(line)
         write_text_atomic(yaml_file, "\n".join(lines) + "\n")
     return changed

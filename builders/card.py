@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from processing.atomic import write_text_atomic
 
 from . import plots
+from .diversity import LABELS, UNDER_SHARE
 from .schema import COLUMNS, SCHEMA_VERSION
 from .splits import __doc__ as SPLIT_RULE
 
@@ -24,6 +25,8 @@ class CardInput:
     report: dict[str, Any]
     embed_audio: bool
     splits_present: tuple[str, ...] = ("train", "validation")
+    diversity: dict[str, Any] = field(default_factory=dict)  # builders/diversity.py's report
+    curation: Optional[dict[str, Any]] = None  # report.json's `curation` when scripts/curate.py made this build
 
 
 def _separation_caveat(models) -> str:
@@ -63,6 +66,69 @@ def write_plots(rows: list[dict[str, Any]], plot_dir: Path) -> dict[str, Optiona
         "instrument": plots.bars(_counter(rows, "instruments"), plot_dir / "instrument.png", "Instruments"),
         "duration": plots.histogram([r.get("duration_s") for r in rows], plot_dir / "duration.png", "Chunk duration", "seconds"),
     }
+
+
+def _balance_fields(diversity: dict[str, Any], scope: str = "all") -> list[tuple[str, dict[str, Any]]]:
+    fields = diversity.get("splits", {}).get(scope, {})
+    return [(LABELS[name], fields[name]) for name in diversity.get("fields", []) if name in fields]
+
+
+def balance_section(diversity: dict[str, Any], plot: Optional[Path], card_dir: Path) -> str:
+    """The card's balance table (and plot): effective number of values per field and split, what to add."""
+    if not diversity:
+        return ""
+    splits = [s for s in diversity.get("splits", {}) if s != "all"]
+    weighting = diversity.get("weighting") or {}
+    header = ["field", "values", "effective (all)", *[f"effective ({s})" for s in splits]]
+    weighted = weighting.get("weighting") == "balanced"
+    header += ["effective, weighted (train)"] if weighted else []
+    header.append("under-represented (add songs of these)")
+    lines = []
+    for label, f in _balance_fields(diversity):
+        name = f["field"]
+        line = [label, f["categories"], f"{f['effective']:.2f}"]
+        line += [f"{diversity['splits'][s][name]['effective']:.2f}" for s in splits]
+        if weighted:
+            w = diversity["splits"].get("train", {}).get(name, {}).get("weighted_effective")
+            line.append("" if w is None else f"{w:.2f}")
+        line.append(", ".join(f["under_represented"]) or "none")
+        lines.append(line)
+    how = (f"balanced on {' + '.join(weighting.get('balance_on', []))} (each value weighs the same in total, "
+           f"no chunk more than {weighting.get('max_weight_ratio', '?'):g} times the median weight)"
+           if weighted else "none (every chunk 1.0)")
+    text = f"""## Balance
+
+How evenly the chunks cover each field: the effective number of values is the exponential of the Shannon
+entropy of their shares (it equals the number of values when all are equally common, and falls towards 1
+as one value dominates). A value is under-represented when its share is below {UNDER_SHARE:g} / (number of
+values); tempo bands and modes no chunk has count too. Mood and instrument count every label of a chunk.
+
+{_table(header, lines)}
+
+Sampling weights (the `weight` column, and `weight` in the audiocraft manifests): {how}.
+Weights average 1.0 in each split; a trainer that samples by them (audiocraft's `sample_on_weight`,
+`scripts/finetune_musicgen.py --weighted`) sees the weighted column above.
+"""
+    if plot is not None:
+        text += f"\n![Balance]({plot.relative_to(card_dir).as_posix()})\n"
+    return text
+
+
+def curation_section(curation: Optional[dict[str, Any]]) -> str:
+    """Where a curated build comes from: its parent version and the curation settings, the chain before it."""
+    if not curation:
+        return ""
+    settings = curation.get("settings") or {}
+    chain = curation.get("chain") or []
+    removed = curation.get("removed") or {}
+    return f"""## Curation
+
+This version was curated from version `{curation.get("parent_version")}` of `{curation.get("parent_name")}` by
+`scripts/curate.py`, from the parent's chunk files and facts (no audio decoded or analysed again; splits
+kept per song). Settings: {", ".join(f"{k}={v}" for k, v in settings.items() if v not in (None, [], False)) or "none"}.
+Chunks removed: {", ".join(f"{k} {v}" for k, v in removed.items()) or "none"}.
+Lineage (oldest first): {" -> ".join(f"`{c.get('version')}`" for c in chain) or "none"}.
+"""
 
 
 def _configs_yaml(splits: tuple[str, ...]) -> str:
@@ -187,6 +253,10 @@ Attribution (as the licences ask):
     md += "\n" + _section("Mood", plot_paths.get("mood"), _counter(rows, "moods") or _counter(rows, "source_moods"), "No mood labels in this build.", card_dir)
     md += "\n" + _section("Instruments", plot_paths.get("instrument"), _counter(rows, "instruments"), "No instrument analysis in this build.", card_dir)
     md += "\n" + _section("Chunk duration", plot_paths.get("duration"), None, "No chunks in this build.", card_dir)
+    balance = balance_section(card.diversity, plot_paths.get("balance"), card_dir)
+    md += ("\n" + balance) if balance else ""
+    curated = curation_section(card.curation)
+    md += ("\n" + curated) if curated else ""
     md += f"""
 ## Processing
 
@@ -230,6 +300,9 @@ a MusicInfo `.json` beside each audio file).
 def write_card(card: CardInput, card_path: Path, plot_dir: Path) -> Path:
     rows = [r for split_rows in card.rows_by_split.values() for r in split_rows]
     plot_paths = write_plots(rows, plot_dir)
+    plot_paths["balance"] = plots.balance(
+        [(label, f["categories"], f["effective"], f["weighted_effective"]) for label, f in _balance_fields(card.diversity)],
+        plot_dir / "balance.png", "Balance (all splits)") if card.diversity else None
     text = render(card, card_path.parent, plot_paths)
     return write_text_atomic(card_path, text)
 

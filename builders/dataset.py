@@ -7,6 +7,8 @@ assigns splits per song and writes:
 - DIR/egs/<split>/data.jsonl, DIR/egs/<name>.yaml, a MusicInfo .json beside each audio file (audiocraft)
 - DIR/hf/  (self-contained Hugging Face folder: README.md card + data/*.parquet with embedded audio)
 - DIR/dataset_card.md, DIR/plots/*.png, DIR/build_info.json
+- a sampling ``weight`` per chunk (builders/weights.py) in every export and in DIR/chunks.parquet, and
+  the balance report (builders/diversity.py) under ``diversity`` in DIR/report.json
 """
 from __future__ import annotations
 
@@ -18,14 +20,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from processing.atomic import replaced_dir, write_text_atomic
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from processing.atomic import partial_path, replaced_dir, write_text_atomic
 from processing.config import PipelineConfig
 
 from . import audiocraft_export, parquet
 from .card import CardInput, card_data, write_card
+from .diversity import balance_report
 from .schema import SCHEMA_VERSION, SPLITS
 from .splits import assign_splits
 from .table import BuildFolderError, read_build, song_pins, to_output_row
+from .weights import sampling_weights, weighting_settings
 
 KNOWN_EXPORTS = ("parquet", "audiocraft", "hf")
 
@@ -54,6 +61,7 @@ class DatasetArtifacts:
     card: Optional[Path] = None
     plots: dict[str, Path] = field(default_factory=dict)
     build_info: Optional[Path] = None
+    diversity: dict[str, Any] = field(default_factory=dict)  # the balance report (report.json's `diversity`)
 
     @property
     def total_chunks(self) -> int:
@@ -73,7 +81,9 @@ class DatasetArtifacts:
                 return [plain(x) for x in v]
             return v
 
-        return plain(asdict(self))
+        data = asdict(self)
+        data.pop("diversity")  # report.json holds it once, at its top level
+        return plain(data)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -86,8 +96,34 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
-    """Build the dataset in `build_dir` (see the module docstring) and return what was written."""
+def write_weight_column(path: Path, weights: dict[str, float]) -> None:
+    """Set chunks.parquet's ``weight`` column (null for chunks not in the dataset), written aside and renamed."""
+    table = pq.read_table(path)
+    column = pa.array([weights.get(c) for c in table.column("chunk_id").to_pylist()], pa.float64())
+    if "weight" in table.column_names:
+        if table.column("weight").combine_chunks().equals(column):
+            return
+        table = table.set_column(table.column_names.index("weight"), "weight", column)
+    else:
+        table = table.append_column("weight", column)
+    tmp = partial_path(path)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _update_report(path: Path, **values: Any) -> None:
+    """Set top-level keys of report.json (kept whole: written aside and renamed)."""
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report.update(values)
+    write_text_atomic(path, json.dumps(report, indent=2, default=str))
+
+
+def build_dataset(build_dir: Path, cfg: PipelineConfig, song_splits: Optional[dict[str, str]] = None) -> DatasetArtifacts:
+    """Build the dataset in `build_dir` (see the module docstring) and return what was written.
+
+    song_splits: song_id -> split for the songs whose split is already decided (a curation keeps its
+    parent's; by default those report.json's ``curation`` records); other songs follow builders/splits.py.
+    """
     build_dir = Path(build_dir)
     bcfg = cfg.build
     unknown = [e for e in bcfg.exports if e not in KNOWN_EXPORTS]
@@ -105,7 +141,10 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
     sample_rate = rates.pop()
     channels = max(int(r["channels"]) for r in kept)
 
+    curation = src.report.get("curation") if isinstance(src.report.get("curation"), dict) else None
+    fixed = dict(song_splits if song_splits is not None else (curation or {}).get("song_splits") or {})
     song_splits = assign_splits([r["song_id"] for r in kept], bcfg, song_pins(kept))
+    song_splits.update({s: fixed[s] for s in song_splits if s in fixed})
     # only splits with songs get files (an empty Parquet split breaks `datasets`' reader);
     # train is never empty (see builders/splits.py), validation may be with a single song
     present = [s for s in SPLITS if s in song_splits.values()]
@@ -115,6 +154,10 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
     for r in kept:
         split = song_splits[r["song_id"]]
         rows_by_split[split].append(to_output_row(r, split, audio=None))
+    for rows in rows_by_split.values():
+        for row, weight in zip(rows, sampling_weights(rows, cfg.curate)):
+            row["weight"] = weight
+    weighting = weighting_settings(cfg.curate)
 
     # the pipeline records the version it chose (date + content hash) in report.json
     settings = src.report.get("settings") if isinstance(src.report.get("settings"), dict) else {}
@@ -130,6 +173,7 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
         },
         song_splits=song_splits,
         excluded_chunks=len(src.excluded),
+        diversity=balance_report(rows_by_split, weighting),
     )
 
     def size_embedded(row: dict[str, Any]) -> int:
@@ -159,7 +203,7 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
     card_in = CardInput(
         name=bcfg.name, version=version, rows_by_split=rows_by_split, excluded=src.excluded,
         config=src.config or cfg.to_dict(), report=src.report, embed_audio=bcfg.embed_audio,
-        splits_present=tuple(present),
+        splits_present=tuple(present), diversity=art.diversity, curation=curation,
     )
     art.card = write_card(card_in, build_dir / "dataset_card.md", build_dir / "plots")
     art.plots = {p.stem: p for p in sorted((build_dir / "plots").glob("*.png"))}
@@ -182,7 +226,14 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig) -> DatasetArtifacts:
         sample_rate=sample_rate, channels=channels, embed_audio=bcfg.embed_audio,
         excluded_chunks=len(src.excluded), song_splits=song_splits,
         data_files={s: [str(p.relative_to(build_dir)) for p in ps] for s, ps in art.data_files.items()},
+        weighting=weighting, balance=art.diversity["summary"],
     )
+    if curation:
+        # where the parent was read from (a path, a URI) stays in report.json: the same curation of the same
+        # version must give the same published files wherever it ran
+        info["curation"] = {k: v for k, v in curation.items() if k not in ("song_splits", "parent")}
+    write_weight_column(build_dir / "chunks.parquet", {r["chunk_id"]: r["weight"] for rows in rows_by_split.values() for r in rows})
+    _update_report(build_dir / "report.json", diversity=art.diversity)
     art.build_info = build_dir / "build_info.json"
     write_text_atomic(art.build_info, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return art

@@ -46,3 +46,24 @@ def bars(counts: Counter, path: Path, title: str, top: int = 25) -> Optional[Pat
     ax.set_title(title)
     ax.set_xlabel("chunks")
     return _save(fig, path)
+
+
+def balance(fields: list[tuple[str, int, float, Optional[float]]], path: Path, title: str = "Balance") -> Optional[Path]:
+    """Per field: values seen, the effective number of values, and the effective number under weighted
+    sampling (None: no weights); None when no field has values."""
+    fields = [f for f in fields if f[1]]
+    if not fields:
+        return None
+    import numpy as np
+
+    y = np.arange(len(fields))[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.55 * len(fields)))
+    ax.barh(y + 0.27, [f[1] for f in fields], height=0.27, color="#c8c8c8", label="values seen")
+    ax.barh(y, [f[2] for f in fields], height=0.27, color="#4c72b0", label="effective (chunks)")
+    if any(f[3] is not None for f in fields):
+        ax.barh(y - 0.27, [f[3] or 0.0 for f in fields], height=0.27, color="#55a868", label="effective (weighted)")
+    ax.set_yticks(y, [f[0] for f in fields])
+    ax.set_title(title)
+    ax.set_xlabel("number of values")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1: instrument_sources, genre_source, mood_source, vocal_score, tag_scores
+SCHEMA_VERSION = "1.2"  # 1.1: instrument_sources, genre_source, mood_source, vocal_score, tag_scores; 1.2: weight
 
 SPLITS = ("train", "validation", "test")
 
@@ -49,6 +49,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("song_id", "string", "stable id of the song the chunk comes from", True),
     Column("chunk_index", "int", "position of the chunk in its song", True),
     Column("split", "string", "train, validation or test (assigned per song)"),
+    Column("weight", "float", "sampling weight (curate.weighting; mean 1.0 per split): draw chunks in proportion to it to balance the dataset"),
     Column("start_s", "float", "start of the chunk in the song (s)", True),
     Column("end_s", "float", "end of the chunk in the song (s)", True),
     Column("duration_s", "float", "duration of the audio, padding included (s)", True),

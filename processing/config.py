@@ -19,6 +19,9 @@ import yaml
 
 
 EXECUTORS = ("local", "ray")
+WEIGHTINGS = ("balanced", "none")
+# the facts the balance report measures and sampling weights can balance on (builders/diversity.py)
+BALANCE_FIELDS = ("genre", "mood", "instrument", "tempo", "key", "mode")
 
 
 class ConfigError(ValueError):
@@ -156,6 +159,15 @@ class PublishConfig:
 
 
 @dataclass
+class CurateConfig:
+    """Sampling weights written with every build (and by scripts/curate.py): builders/weights.py."""
+
+    weighting: str = "balanced"  # "balanced": each value of balance_on weighs the same in total; "none": every weight 1.0
+    balance_on: list[str] = field(default_factory=lambda: ["genre"])  # fields of BALANCE_FIELDS; several: their combinations
+    max_weight_ratio: float = 10.0  # no chunk weighs more than this times the median weight
+
+
+@dataclass
 class PipelineConfig:
     out_dir: Path = Path("build")  # a folder, or an s3://bucket/prefix URI (kept as text)
     cache_dir: Optional[Path] = None  # default: <out_dir>/.cache; a folder or an s3:// URI
@@ -170,6 +182,7 @@ class PipelineConfig:
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
 
     @property
     def resolved_workers(self) -> int:
@@ -225,6 +238,7 @@ class PipelineConfig:
             (0 <= self.build.test_ratio < 1 - self.build.validation_ratio, "build.test_ratio too large"),
             (self.build.shard_max_mb > 0, "build.shard_max_mb must be > 0"),
             *ingest_checks(i),
+            *curate_checks(self.curate),
             (p.max_concurrency >= 1, "publish.max_concurrency must be >= 1"),
             (p.multipart_threshold_mb >= 1, "publish.multipart_threshold_mb must be >= 1"),
             (p.multipart_chunksize_mb >= 5, "publish.multipart_chunksize_mb must be >= 5 (S3's smallest part)"),
@@ -276,6 +290,18 @@ def ingest_checks(i: IngestConfig) -> list[tuple[bool, str]]:
         (not i.rate_limit or _byte_rate(str(i.rate_limit)),
          f"ingest.rate_limit {i.rate_limit!r} is not a byte rate like '2M' or '500K'"),
         (not i.cookies_file or Path(i.cookies_file).is_file(), f"ingest.cookies_file {i.cookies_file} does not exist"),
+    ]
+
+
+def curate_checks(c: CurateConfig) -> list[tuple[bool, str]]:
+    """(ok, message) for the sampling-weight settings."""
+    unknown = [f for f in c.balance_on if f not in BALANCE_FIELDS]
+    return [
+        (c.weighting in WEIGHTINGS, f"curate.weighting must be one of {', '.join(WEIGHTINGS)}, got {c.weighting!r}"),
+        (not unknown, f"curate.balance_on: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(BALANCE_FIELDS)}"),
+        (bool(c.balance_on) or c.weighting == "none", "curate.balance_on must name at least one field for balanced weighting"),
+        (len(set(c.balance_on)) == len(c.balance_on), "curate.balance_on names a field twice"),
+        (c.max_weight_ratio >= 1, f"curate.max_weight_ratio must be >= 1, got {c.max_weight_ratio}"),
     ]
 
 

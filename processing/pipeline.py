@@ -386,7 +386,7 @@ def build_version(cfg: PipelineConfig, included_sha256: list[str]) -> str:
     import datetime
 
     build = {k: v for k, v in cfg.to_dict()["build"].items() if k not in SCHEDULING_KEYS}
-    digest = stable_hash(sorted(included_sha256), build, cfg.to_dict()["convert"])
+    digest = stable_hash(sorted(included_sha256), build, cfg.to_dict()["convert"], cfg.to_dict()["curate"])
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y.%m.%d}-{digest[:8]}"
 
 
@@ -426,6 +426,7 @@ def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutc
             try:
                 artifacts = build_dataset(out_dir, cfg)
                 report.dataset = artifacts.to_dict() if hasattr(artifacts, "to_dict") else dict(vars(artifacts))
+                report.diversity = getattr(artifacts, "diversity", {})
             except Exception as exc:
                 report.fail(Failure(str(out_dir), "build", f"{type(exc).__name__}: {exc}", "build"))
     report_path = report.write(out_dir)

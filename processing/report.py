@@ -46,6 +46,7 @@ class BuildReport:
     distributions: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    diversity: dict[str, Any] = field(default_factory=dict)  # the balance report (builders/diversity.py)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -113,6 +114,8 @@ class BuildReport:
             lines.append("  splits: " + ", ".join(
                 f"{name} {s.get('songs', 0)} songs / {s.get('chunks', 0)} chunks / {s.get('hours', 0.0) * 60:.1f} min"
                 for name, s in self.dataset["splits"].items()))
+        if self.diversity.get("summary"):
+            lines.append(f"  balance: {self.diversity['summary']}")
         hits = sum(self.cache_hits.values())
         misses = sum(self.cache_misses.values())
         lines.append(f"  cache: {hits} stage results reused, {misses} computed")

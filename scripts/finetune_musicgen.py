@@ -5,6 +5,7 @@
     python scripts/finetune_musicgen.py build --out ckpt --model facebook/musicgen-medium --steps 2000
     python scripts/finetune_musicgen.py s3://bucket/datasets/music_mixer/latest --out ckpt   # pulled first
     python scripts/finetune_musicgen.py build --out ckpt --tiny --steps 60      # small random model (CPU check)
+    python scripts/finetune_musicgen.py build --out ckpt --weighted             # sample chunks by their weight
 
 Pretrained weights come only from a local folder or the Hugging Face cache: nothing is downloaded
 (`hf download facebook/musicgen-small` fetches them once on a machine with internet). The
@@ -48,6 +49,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="probability of training without the description (classifier-free guidance; default 0.1)")
     p.add_argument("--train-text-encoder", action="store_true",
                    help="also train the T5 text encoder (frozen by default, as in audiocraft; always trained with --tiny)")
+    p.add_argument("--weighted", action="store_true",
+                   help="draw training chunks in proportion to their sampling weight (the build's `weight` column: "
+                        "curate.weighting balanced evens out genres; default: uniform)")
     p.add_argument("--split", default="train")
     p.add_argument("--validation-split", default="validation", help="'' for none")
     p.add_argument("--eval-every", type=int, default=50, help="steps between validation losses (default 50)")
@@ -77,7 +81,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             lr=args.lr if args.lr is not None else (TINY_LR if args.tiny else PRETRAINED_LR),
             segment_s=args.segment_seconds, text_dropout=args.text_dropout,
             train_text_encoder=args.train_text_encoder or args.tiny, seed=args.seed, device=args.device,
-            bf16=args.bf16, log_every=args.eval_every)
+            bf16=args.bf16, log_every=args.eval_every, weighted=args.weighted)
         job = jobs.FinetuneJob(
             source=args.source, out=args.out, model=args.model, tiny=args.tiny, split=args.split,
             validation_split=args.validation_split or None, loader=args.loader, endpoint_url=args.endpoint_url,

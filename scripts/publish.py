@@ -16,15 +16,15 @@ Exit status: 0 done, 1 a publish failed, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from builders.source import recorded_name_version  # noqa: E402
 from processing.config import ConfigError, PipelineConfig, load_config  # noqa: E402
 
 
@@ -46,25 +46,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="override a config value, e.g. --set publish.multipart_chunksize_mb=32 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def recorded_name_version(build_dir: Path) -> tuple[Optional[str], Optional[str]]:
-    """The dataset name and version a build recorded, looking in report.json, build_info.json, config.json."""
-    report = _read_json(build_dir / "report.json")
-    info = _read_json(build_dir / "build_info.json")
-    config = _read_json(build_dir / "config.json").get("build") or {}
-    settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
-    name = settings.get("name") or (settings.get("build") or {}).get("name") or info.get("name") or config.get("name")
-    version = settings.get("version") or info.get("version") or config.get("version")
-    return (str(name) if name else None), (str(version) if version else None)
 
 
 def resolve(args: argparse.Namespace) -> tuple[PipelineConfig, str, str]:

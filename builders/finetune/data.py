@@ -28,6 +28,7 @@ class Example:
     chunk_id: str
     text: str  # the chunk's description: MusicGen's conditioning text
     audio: np.ndarray  # float32, (channels, samples) at the model's rate
+    weight: float = 1.0  # the chunk's sampling weight (builders/weights.py); used with --weighted
 
 
 def datasets_major() -> int:
@@ -39,18 +40,13 @@ def datasets_major() -> int:
 def resolve_build(source: str, pull_dest: Optional[Path] = None, endpoint_url: Optional[str] = None,
                   progress: bool = True) -> Path:
     """A local build folder as is; ``s3://bucket/prefix/<name>/<version|latest>`` pulled (and verified) first."""
-    if source.startswith("s3://"):
-        from processing.publish.publish import PublishError, pull_version
+    from ..source import local_build
+    from ..table import BuildFolderError
 
-        try:
-            return pull_version(source, pull_dest, endpoint_url, progress=progress)
-        except PublishError as exc:
-            raise FinetuneError(f"cannot pull {source}: {exc}") from exc
-    build = Path(source)
-    if not build.is_dir():
-        raise FinetuneError(f"{build}: no such build folder (give a folder written by scripts/build.py "
-                            "or s3://bucket/prefix/<name>/<version>)")
-    return build
+    try:
+        return local_build(source, pull_dest, endpoint_url, progress=progress)
+    except BuildFolderError as exc:
+        raise FinetuneError(str(exc)) from exc
 
 
 def pick_loader(loader: str, build: Path) -> str:
@@ -127,7 +123,8 @@ def examples(ds, rate: int, channels: int = 1, build: Optional[Path] = None) -> 
             array = _channels(audio["array"], channels)
         else:
             array = _decode_bytes(audio, rate, channels, build or Path("."))
-        out.append(Example(str(row.get("chunk_id") or len(out)), text, array))
+        weight = row.get("weight")
+        out.append(Example(str(row.get("chunk_id") or len(out)), text, array, 1.0 if weight is None else float(weight)))
     if skipped:
         log.warning("%d rows have no description and are left out of training", skipped)
     return out

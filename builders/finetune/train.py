@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False  # bfloat16 autocast (CUDA)
     log_every: int = 10  # steps between validation losses (when a validation set is given)
+    weighted: bool = False  # draw examples in proportion to their sampling weight (the build's `weight` column)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Encoded:
     chunk_id: str
     text: str
     codes: np.ndarray  # int64 (num_codebooks, frames)
+    weight: float = 1.0  # sampling weight
 
 
 @dataclass
@@ -87,7 +89,7 @@ def encode_audio(bundle: MusicgenBundle, examples: list[Example], progress: bool
             if codes.shape[0] != want:
                 raise FinetuneError(f"{bundle.name}: EnCodec gave {codes.shape[0]} codebooks for {ex.chunk_id}, "
                                     f"the decoder expects {want}")
-            out.append(Encoded(ex.chunk_id, ex.text, codes.cpu().numpy().astype(np.int64)))
+            out.append(Encoded(ex.chunk_id, ex.text, codes.cpu().numpy().astype(np.int64), ex.weight))
     return out
 
 
@@ -103,6 +105,14 @@ def delay_pattern(codes: np.ndarray, pad_id: int, audio_channels: int = 1) -> np
     for i, d in enumerate(delays):
         labels[i, d:d + t] = codes[i]
     return labels.T
+
+
+def draw_batch(rng: np.random.Generator, weights: Optional[np.ndarray], n_items: int, size: int) -> np.ndarray:
+    """Indices of one batch: uniform (without replacement when there are enough items), or with ``weights``
+    in proportion to them, with replacement (as torch's WeightedRandomSampler and audiocraft's sample_on_weight)."""
+    if weights is None:
+        return rng.choice(n_items, size=size, replace=n_items < size)
+    return rng.choice(n_items, size=size, replace=True, p=weights / weights.sum())
 
 
 def make_batch(items: list[Encoded], frames: int, pad_id: int, rng: Optional[np.random.Generator],
@@ -177,6 +187,9 @@ def train(bundle: MusicgenBundle, items: list[Encoded], cfg: TrainConfig, valida
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(0, cfg.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    weights = np.array([i.weight for i in items], dtype=np.float64) if cfg.weighted else None
+    if weights is not None and not (np.all(weights >= 0) and weights.sum() > 0):
+        raise FinetuneError("--weighted: the build's weights must be >= 0 and not all 0 (rebuild with curate.weighting)")
     result = TrainResult(losses=[])
     if validation:
         result.val_losses.append((0, validation_loss(bundle, validation, frames, cfg.batch_size, cfg)))
@@ -184,7 +197,7 @@ def train(bundle: MusicgenBundle, items: list[Encoded], cfg: TrainConfig, valida
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="fine-tune", unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
-        batch = [items[i] for i in rng.choice(len(items), size=cfg.batch_size, replace=len(items) < cfg.batch_size)]
+        batch = [items[i] for i in draw_batch(rng, weights, len(items), cfg.batch_size)]
         texts, labels = make_batch(batch, frames, pad_id, rng, bundle.audio_channels)
         loss = _loss(bundle, texts, labels, cfg.text_dropout, generator, cfg)
         if not torch.isfinite(loss):
