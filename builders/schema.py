@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2"  # 1.1: instrument_sources, genre_source, mood_source, vocal_score, tag_scores; 1.2: weight
+SCHEMA_VERSION = "1.3"  # 1.1: instrument_sources, genre_source, mood_source, vocal_score, tag_scores; 1.2: weight; 1.3: beats
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,7 +28,7 @@ STEM_NAMES = ("drums", "bass", "other", "vocals", "guitar", "piano")
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # "string", "int", "float", "bool", "strings" (list<str>), "scores" (list<{tag, score}>), "audio"
+    kind: str  # "string", "int", "float", "bool", "strings" (list<str>), "floats" (list<float>), "scores" (list<{tag, score}>), "audio"
     doc: str
     required: bool = False  # must be present in the build's chunks.parquet
 
@@ -39,6 +39,7 @@ _ARROW = {
     "float": pa.float64(),
     "bool": pa.bool_(),
     "strings": pa.list_(pa.string()),
+    "floats": pa.list_(pa.float64()),
     "scores": pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float64())])),
     "audio": pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
 }
@@ -78,7 +79,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("source_genre", "string", "genre given by the user"),
     Column("split_pin", "string", "split pinned by the user, if any"),
     # analyse (per chunk)
-    Column("bpm_confidence", "float", "tempo confidence"),
+    Column("bpm_confidence", "float", "beat confidence: rnn (default) the beat network's mean activation on the beats (0-1), essentia its RhythmExtractor2013 confidence (0-5.3)"),
+    Column("beats", "floats", "beat times in the chunk, seconds from its start (analyse.tempo)"),
     Column("scale", "string", "major or minor"),
     Column("key_strength", "float", "key detection strength"),
     Column("loudness_lufs", "float", "integrated loudness (LUFS)"),
@@ -150,6 +152,8 @@ def features_dict(sample_rate: int, audio_as_struct: bool = False, channels: int
                 out[c.name].update(mono=False, num_channels=int(channels))
         elif c.kind == "strings":
             out[c.name] = {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}
+        elif c.kind == "floats":
+            out[c.name] = {"feature": {"dtype": "float64", "_type": "Value"}, "_type": "Sequence"}
         elif c.kind == "scores":
             out[c.name] = [{"tag": {"dtype": "string", "_type": "Value"}, "score": {"dtype": "float64", "_type": "Value"}}]
         else:

@@ -132,6 +132,8 @@ def to_output_row(row: dict[str, Any], split: str, audio: dict[str, Any]) -> dic
     for c in COLUMNS:
         if c.kind == "strings" and out[c.name] is not None:
             out[c.name] = _as_list(out[c.name])
+        elif c.kind == "floats" and out[c.name] is not None:
+            out[c.name] = [float(v) for v in out[c.name]]
         elif c.kind == "int" and out[c.name] is not None:
             out[c.name] = int(out[c.name])
         elif c.kind == "float" and out[c.name] is not None:
