@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from processing.config import ConfigError, apply_override, config_from_dict, read_config_file  # noqa: E402
-from processing.executors import make_executor  # noqa: E402
+from processing.executors.choose import make_executor  # noqa: E402
 from processing.storage import is_remote, local_side  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 

@@ -19,7 +19,8 @@ from processing import audio_io  # noqa: E402
 from processing.config import SeparateConfig  # noqa: E402
 from processing.separate.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
 from processing.separate.offline_separator import OfflineSeparator  # noqa: E402
-from processing.separate.base import PassThroughSeparator, SeparatorError, make_separator  # noqa: E402
+from processing.separate.base import PassThroughSeparator, SeparatorError  # noqa: E402
+from processing.separate.choose import make_separator  # noqa: E402
 from processing.demo.synth import synth_song  # noqa: E402
 from processing.types import AudioData, Song, SongMetadata  # noqa: E402
 
