@@ -214,3 +214,13 @@ def test_empty_folder_and_empty_list_fail_by_name(tmp_path):
                     tmp_path / "dl")
     assert [(Path(f.item).name, f.kind) for f in result.failures] == [("empty", "no_audio"), ("none.txt", "no_audio")]
     assert ".ogg" in result.failures[0].reason and not result.songs
+
+
+def test_titles_from_file_names_keep_their_dots(shared_audio, tmp_path):
+    lib = tmp_path / "library"
+    _link(lib, "Mr. Blue Sky.ogg", shared_audio / VIBE_ACE)
+    _link(lib, "E.L.O._-_Mr._Blue_Sky.hq.ogg", shared_audio / PIANO)
+    _link(lib, "Kevin_MacLeod_-_Vibe_Ace.lowq-22k-mono.ogg", shared_audio / DRUM_BASS)
+    result = ingest([SourceSpec(str(lib))], IngestConfig(dedup=False), tmp_path / "dl")
+    assert [(s.metadata.artist, s.metadata.title) for s in result.songs] == [
+        ("E.L.O.", "Mr. Blue Sky"), ("Kevin MacLeod", "Vibe Ace"), (None, "Mr. Blue Sky")]
