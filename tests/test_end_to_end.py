@@ -151,13 +151,14 @@ def test_missing_weights_fail_before_any_work_and_say_how_to_fix(tmp_path, share
     sources = tmp_path / "s.yaml"
     sources.write_text(f"songs:\n  - {shared_audio / DRUM_BASS}\n")
     t0 = time.perf_counter()
-    proc = _run_cli(str(sources), "--out", str(tmp_path / "out"), "--no-progress",
+    proc = _run_cli(str(sources), "--out", str(tmp_path / "out"), "--no-progress", "--offline",
                     env={"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hfhome"),
                          "TORCH_HOME": str(tmp_path / "torch")})
     assert proc.returncode == 2
     assert time.perf_counter() - t0 < 60
-    assert "separate.weights" in proc.stderr or "--weights" in proc.stderr
-    assert "offline" in proc.stderr
+    assert "separate.weights" in proc.stderr
+    assert "separate.offline=true (--offline) forbids the download" in proc.stderr
+    assert "separate.model=offline" in proc.stderr
     assert not (tmp_path / "out" / "chunks.parquet").exists()
 
 
