@@ -4,7 +4,8 @@ huggingface_hub talks to it through ``HF_ENDPOINT`` (or ``endpoint=``): ``HEAD``
 ``/{repo}/resolve/{revision}/{filename}`` with the headers the client reads (``X-Repo-Commit``,
 ``ETag`` and ``X-Linked-Etag``, ``Content-Length``, ``X-Linked-Size``), byte ranges for resumed
 transfers, and the Hub's 404 answers (``X-Error-Code: RepoNotFound``, ``RevisionNotFound``,
-``EntryNotFound``); ``/api/models/{repo}[/revision/{revision}]`` lists a repo's files. Faults, per
+``EntryNotFound``); ``/api/models/{repo}[/revision/{revision}]`` and ``.../tree/{revision}`` list a
+repo's files (what ``snapshot_download`` reads). Faults, per
 file: ``cut_after`` (announce the full length, send N bytes, close; every request) and ``corrupt``
 (serve the announced length with different bytes). Every request is counted per path (``hits``).
 """
@@ -108,7 +109,7 @@ class HubServer:
         if not head:
             h.wfile.write(body)
 
-    def _json(self, h: BaseHTTPRequestHandler, head: bool, value: dict) -> None:
+    def _json(self, h: BaseHTTPRequestHandler, head: bool, value) -> None:
         body = json.dumps(value).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
@@ -136,6 +137,14 @@ class HubServer:
                 return self._error(h, head, 404, error, f"{api.group(1)}: {error}")
             return self._json(h, head, {"id": api.group(1), "sha": repo.commit,
                                         "siblings": [{"rfilename": n} for n in sorted(repo.files)]})
+        tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
+        if tree:  # what snapshot_download lists (one page, every file at the top level)
+            repo, error = self._repo_at(tree.group(1), tree.group(2))
+            if repo is None:
+                return self._error(h, head, 404, error, f"{tree.group(1)}@{tree.group(2)}: {error}")
+            entries = [{"type": "file", "path": n, "size": len(f.body), "oid": hashlib.sha1(f.body).hexdigest(),
+                        "lfs": {"oid": f.etag, "size": len(f.body), "pointerSize": 134}} for n, f in sorted(repo.files.items())]
+            return self._json(h, head, entries)
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if not m:
             return self._error(h, head, 404, "RepoNotFound", f"{path}: no such route")
