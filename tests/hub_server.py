@@ -16,9 +16,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Optional
+
+from http_fixtures import QuietHandler, loopback_server
 
 
 @dataclass
@@ -52,27 +54,14 @@ class HubServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def handle(self) -> None:
-                try:
-                    super().handle()
-                except (ConnectionResetError, BrokenPipeError):
-                    pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self) -> None:
                 server._answer(self, head=True)
 
             def do_GET(self) -> None:
                 server._answer(self, head=False)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd, self.thread = loopback_server(Handler)
 
     @property
     def endpoint(self) -> str:

@@ -152,7 +152,7 @@ def load_pretrained(name: str, cache_dir: Optional[Path] = None, offline: bool =
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from processing.separate.demucs_weights import hub_offline
+    from processing.hub import hub_offline
 
     folder = Path(name).expanduser()
     offline = hub_offline(offline)
@@ -189,24 +189,20 @@ def load_pretrained(name: str, cache_dir: Optional[Path] = None, offline: bool =
 def _download_pretrained(name: str, cache: Optional[str], where) -> Path:
     """The checkpoint's files, fetched into the cache as transformers fetches them (config, safetensors
     weights, processor files; never pickled weights: ``.bin`` files are left out), with a progress bar."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    from processing.separate.demucs_weights import hub_endpoint
+    from processing.hub import error_words, hub_endpoint, unreachable
 
     endpoint = hub_endpoint()
     offline_routes = (f"Work offline instead: `hf download {name}` on a machine with network, copy the cache "
                       f"({where}) here and pass --offline (or set HF_HUB_OFFLINE=1); or pass a checkpoint folder with "
                       "--model; --tiny trains a small random model")
-    probe = hf_hub_url(name, "config.json", endpoint=endpoint)
-    try:  # one request without huggingface_hub's backoff: a dead endpoint fails within seconds
-        get_hf_file_metadata(probe, timeout=10.0, endpoint=endpoint)
-    except Exception as exc:  # noqa: BLE001 - refused, timed out, unknown host, 401/404 from the Hub
-        raise FinetuneError(f"cannot download {name}: {endpoint} cannot be reached or refused {probe}: "
-                            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}\n"
-                            f"{offline_routes}") from exc
+    why = unreachable(name, "config.json")  # one request: a dead endpoint fails within seconds
+    if why:
+        raise FinetuneError(f"cannot download {name}: {why}\n{offline_routes}")
     logging.getLogger(__name__).warning("downloading %s from %s into the Hugging Face cache %s", name, endpoint, where)
     try:
         return Path(snapshot_download(repo_id=name, cache_dir=cache, endpoint=endpoint,
                                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many kinds; each ends the same way
-        raise FinetuneError(f"cannot download {name} from {endpoint}: {type(exc).__name__}: {exc}\n{offline_routes}") from exc
+        raise FinetuneError(f"cannot download {name} from {endpoint}: {error_words(exc)}\n{offline_routes}") from exc

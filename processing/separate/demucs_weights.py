@@ -23,12 +23,11 @@ import torch
 import yaml
 from demucs.apply import BagOfModels
 
+from ..hub import CONNECT_TIMEOUT_S, error_words, hub_endpoint, hub_offline, unreachable
 from .base import SeparatorError
 
 # Released demucs models: which Hugging Face repo holds each, and which files.
 HF_NAMESPACE = "adefossez"
-DEFAULT_ENDPOINT = "https://huggingface.co"
-CONNECT_TIMEOUT_S = 10.0  # huggingface_hub's metadata request: an endpoint that does not answer fails this soon
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +93,6 @@ def read_pins(path: Optional[Path]) -> dict[str, Pin]:
         raise SeparatorError(f"separate.pins={path}: {exc} (expected model: {{repo, revision, files: "
                              "{name: {sha256, size}}}})") from exc
     return pins
-
-
-def hub_offline(offline: bool = False) -> bool:
-    """separate.offline, or huggingface_hub's own switch (read now, not when huggingface_hub was imported)."""
-    return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def _sha256(path: Path) -> str:
@@ -233,15 +223,10 @@ def download_pinned(name: str, pin: Pin):
     progress bar), check each before use, and load the bag. A failure leaves nothing of it in the cache."""
     from huggingface_hub import hf_hub_download
 
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-
     endpoint, cache = hub_endpoint(), _hf_cache_dir()
-    first = hf_hub_url(pin.repo_id, pin.files[0].name, revision=pin.revision, endpoint=endpoint)
-    try:  # one request without huggingface_hub's backoff (~25 s against a dead endpoint): fail within seconds
-        get_hf_file_metadata(first, timeout=CONNECT_TIMEOUT_S, endpoint=endpoint)
-    except Exception as exc:  # noqa: BLE001 - a refused connection, a timeout, a DNS failure, an HTTP error
-        raise SeparatorError(f"cannot download the {name} weights: {endpoint} cannot be reached or refused "
-                             f"{first}: {_reason(exc)}\n" + offline_routes(name)) from exc
+    why = unreachable(pin.repo_id, pin.files[0].name, pin.revision)  # fails within seconds, not after backoff
+    if why:
+        raise SeparatorError(f"cannot download the {name} weights: {why}\n" + offline_routes(name))
     size_mb = sum(f.size for f in pin.files) / 1e6
     log.warning("downloading the %s weights (%s, %.0f MB) from %s at %s into the Hugging Face cache %s",
                 name, pin.repo_id, size_mb, endpoint, pin.revision[:8], cache)
@@ -252,7 +237,7 @@ def download_pinned(name: str, pin: Pin):
                                         endpoint=endpoint, etag_timeout=CONNECT_TIMEOUT_S))
         except Exception as exc:  # huggingface_hub and httpx raise many kinds; each ends the same way
             _discard(pin, [f.name])
-            raise SeparatorError(f"cannot download the {name} weights: {where}: {_reason(exc)}\n"
+            raise SeparatorError(f"cannot download the {name} weights: {where}: {error_words(exc)}\n"
                                  + offline_routes(name)) from exc
         why = _mismatch(path, f)
         if why:
@@ -262,11 +247,6 @@ def download_pinned(name: str, pin: Pin):
                                  "nothing of it was kept in the cache. Run again to retry.\n" + offline_routes(name))
     snapshot = _repo_folder(pin) / "snapshots" / pin.revision
     return _pinned_bag(name, pin, snapshot), f"downloaded from {endpoint} ({pin.repo_id}@{pin.revision[:8]}, verified) into {cache}"
-
-
-def _reason(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _from_hf_cache(name: str):
