@@ -66,6 +66,8 @@ class SeparateConfig:
     # REPET-style soft masking (lower quality); "none" = inputs are instrumental.
     model: str = "htdemucs"
     weights: Optional[Path] = None  # a weights file or a folder (demucs local repo)
+    offline: bool = False  # never download weights (as HF_HUB_OFFLINE=1): missing weights stop the build, saying how to get them
+    pins: Optional[Path] = None  # YAML of more pinned weight downloads (model: repo, revision, files with sha256 and size)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     batch_segments: Optional[int] = None  # segments (from any songs) per forward pass on CUDA; None: 64 (halved on out-of-memory)
     cpu_batch_segments: int = 1  # the same on CPU, where batching measured slower (bigger tensors, no gain)

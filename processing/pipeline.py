@@ -41,7 +41,8 @@ from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, Son
 from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
-from .separate.base import Separator, make_separator
+from .separate.base import Separator
+from .separate.choose import make_separator
 from .separate.stage import (STAGE_VERSION as SEPARATE_VERSION, Separation, load_separation, separate_on_cpu,
                              separation_params, separator_for, write_separation)
 from .storage import StoreSpec, is_remote, local_side
@@ -498,7 +499,7 @@ TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=fini
 
 def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional[Executor] = None) -> BuildResult:
     """The whole build: ingest's stream through the executor (``build.executor``), then the table and dataset."""
-    from .executors import make_executor
+    from .executors.choose import make_executor
 
     started = time.perf_counter()
     cfg.validate()

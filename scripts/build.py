@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from processing.config import ConfigError, apply_override, config_from_dict, read_config_file  # noqa: E402
-from processing.executors import make_executor  # noqa: E402
+from processing.executors.choose import make_executor  # noqa: E402
 from processing.storage import is_remote, local_side  # noqa: E402
 from processing.ingest.sources import SourcesError, read_sources  # noqa: E402
 
@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
     p.add_argument("--tagger", help="genre/mood/instrument/vocal tagger: musicnn (default), none, essentia-tf, python:module:factory")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (as HF_HUB_OFFLINE=1); missing ones stop the build with instructions")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, help="CPU worker processes (default: one per CPU core; local executor)")
     p.add_argument("--executor", choices=["local", "ray"],
@@ -88,6 +90,8 @@ def build_config(args: argparse.Namespace, embedded: dict) -> dict:
             apply_override(data, f"{dotted}={value}")
     if args.keep_stems:
         apply_override(data, "separate.keep_stems=true")
+    if args.offline:
+        apply_override(data, "separate.offline=true")
     if args.no_analyse:
         apply_override(data, "analyse.enabled=false")
     if args.retry_failed:

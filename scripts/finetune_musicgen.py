@@ -7,8 +7,9 @@
     python scripts/finetune_musicgen.py build --out ckpt --tiny --steps 60      # small random model (CPU check)
     python scripts/finetune_musicgen.py build --out ckpt --weighted             # sample chunks by their weight
 
-Pretrained weights come only from a local folder or the Hugging Face cache: nothing is downloaded
-(`hf download facebook/musicgen-small` fetches them once on a machine with internet). The
+Pretrained weights come from a local folder or the Hugging Face cache; a Hub id that is not there is
+downloaded into the cache once (HF_ENDPOINT), as transformers does, unless --offline or HF_HUB_OFFLINE=1
+(`hf download facebook/musicgen-small` on a machine with internet, then copy the cache). The
 checkpoint folder gets the model and processor (`save_pretrained`: load them with
 `MusicgenForConditionalGeneration.from_pretrained` / `AutoProcessor.from_pretrained`),
 training.json (settings and the loss of every step) and loss.png.
@@ -37,8 +38,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", default="facebook/musicgen-small",
-                       help="a MusicGen Hub id already in the Hugging Face cache, or a checkpoint folder "
-                            "(default facebook/musicgen-small)")
+                       help="a MusicGen Hub id (from the Hugging Face cache, else downloaded into it) or a "
+                            "checkpoint folder (default facebook/musicgen-small)")
     which.add_argument("--tiny", action="store_true", help="a small randomly initialised MusicGen (no weights needed)")
     p.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500)")
     p.add_argument("--batch-size", type=int, default=4)
@@ -60,6 +61,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--endpoint-url", help="S3-compatible endpoint for s3:// sources (MinIO, R2, ...)")
     p.add_argument("--pull-dest", type=Path, help="where an s3:// version is pulled (default: the pull cache)")
     p.add_argument("--datasets-cache", type=Path, help="datasets cache folder (default: datasets' own)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download pretrained weights (as HF_HUB_OFFLINE=1): they must be in the cache or a folder")
     p.add_argument("--hf-cache", type=Path, help="Hugging Face hub cache holding the pretrained weights (default: HF_HOME's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
@@ -85,7 +88,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         job = jobs.FinetuneJob(
             source=args.source, out=args.out, model=args.model, tiny=args.tiny, split=args.split,
             validation_split=args.validation_split or None, loader=args.loader, endpoint_url=args.endpoint_url,
-            pull_dest=args.pull_dest, cache_dir=args.datasets_cache, hf_cache_dir=args.hf_cache, train=cfg,
+            pull_dest=args.pull_dest, cache_dir=args.datasets_cache, hf_cache_dir=args.hf_cache, offline=args.offline,
+            train=cfg,
             progress=not args.no_progress)
         done = jobs.run(job)
     except FinetuneError as exc:

@@ -31,6 +31,28 @@ class Route:
     cut_times: Optional[int] = None  # cut only this many bodies (None: every one)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, no request log, and a client that hangs up is not an error."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+
+
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """A threading server on 127.0.0.1 (a free port) and the daemon thread that will serve it."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    return httpd, threading.Thread(target=httpd.serve_forever, daemon=True)
+
+
 class FixtureServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
@@ -40,18 +62,7 @@ class FixtureServer:
         self._stopping = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def handle(self) -> None:
-                try:
-                    super().handle()
-                except (ConnectionResetError, BrokenPipeError):
-                    pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self) -> None:
                 self._answer(head=True)
 
@@ -112,9 +123,7 @@ class FixtureServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd, self.thread = loopback_server(Handler)
 
     @property
     def base(self) -> str:

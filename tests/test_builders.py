@@ -147,13 +147,20 @@ def test_test_split_and_pins():
 
 
 def test_small_set_rule_guarantees_validation_and_train():
-    cfg = BuildConfig()
     ids = [f"tiny-{i}" for i in range(5)]
+    # salt-0: none of the five scores under validation_ratio on its own, so the lowest is promoted
+    cfg = BuildConfig(split_salt="salt-0")
+    scores = {s: song_score(s, cfg.split_salt) for s in ids}
+    assert min(scores.values()) >= cfg.validation_ratio  # the promotion branch is the one exercised
     out = assign_splits(ids, cfg)
-    assert "validation" in out.values() and "train" in out.values()
-    promoted = min(ids, key=lambda s: song_score(s, cfg.split_salt))
-    if all(song_score(s, cfg.split_salt) >= 0.1 for s in ids):
-        assert out[promoted] == "validation"
+    assert [s for s in ids if out[s] == "validation"] == [min(ids, key=scores.get)]
+    assert sum(v == "train" for v in out.values()) == 4
+    # salt-2: one song scores into validation by itself; nothing is promoted
+    cfg = BuildConfig(split_salt="salt-2")
+    natural = [s for s in ids if song_score(s, cfg.split_salt) < cfg.validation_ratio]
+    assert len(natural) == 1
+    out = assign_splits(ids, cfg)
+    assert [s for s in ids if out[s] == "validation"] == natural
     assert assign_splits(["only"], cfg) == {"only": "train"}
     assert set(assign_splits(["a", "b"], cfg).values()) == {"train", "validation"}
 

@@ -86,8 +86,13 @@ def test_demucs_build_analyses_and_describes_every_chunk(demucs_build):
     first, _, _ = demucs_build
     for r in first.rows:
         assert r["description"] and "vocal" not in r["description"].lower()
-        assert isinstance(r["bpm"], (int, float, type(None))) and r["key"] is not None
+        assert r["bpm"] is None or 40 <= r["bpm"] <= 250, (r["source_title"], r["bpm"])  # a tempo is plausible
+        assert r["key"] is not None
         assert r["loudness_lufs"] < 0
+    # null only where the beat tracker found no tempo: the tiny random model's Vibe Ace (essentia: 0 bpm);
+    # every other song has one, the drums-and-bass clip above all
+    assert {r["source_title"] for r in first.rows if r["bpm"] is None} <= {"Vibe Ace"}
+    assert [r["bpm"] is not None for r in first.rows if r["source_title"] == "Choice - Drum-bass"] == [True]
     vibe = [r for r in first.rows if r["source_title"] == "Vibe Ace"]
     assert all(r["genre"] == "jazz" and "jazz" in r["description"].lower() for r in vibe)
     dist = first.report.distributions
@@ -107,9 +112,10 @@ def test_the_build_loads_with_the_loading_script_and_the_hf_folder(demucs_build,
     included = [r for r in first.rows if not r["excluded"]]
     ds = datasets.load_dataset(str(SCRIPT), data_dir=str(first.out_dir), trust_remote_code=True,
                                cache_dir=str(tmp_path / "a"))
-    assert set(ds) <= {"train", "validation"} and sum(len(s) for s in ds.values()) == len(included)
-    train_songs = set(ds["train"]["song_id"])
-    assert not train_songs & set(ds["validation"]["song_id"]) if "validation" in ds else True
+    # four songs with chunks: the small-set rule guarantees both splits
+    assert set(ds) == {"train", "validation"} and sum(len(s) for s in ds.values()) == len(included)
+    train_songs, validation_songs = set(ds["train"]["song_id"]), set(ds["validation"]["song_id"])
+    assert train_songs and validation_songs and not train_songs & validation_songs
     row = ds["train"][0]
     assert row["audio"]["sampling_rate"] == 32000
     on_disk, _ = sf.read(first.out_dir / next(r["audio_path"] for r in included if r["chunk_id"] == row["chunk_id"]),
@@ -151,13 +157,14 @@ def test_missing_weights_fail_before_any_work_and_say_how_to_fix(tmp_path, share
     sources = tmp_path / "s.yaml"
     sources.write_text(f"songs:\n  - {shared_audio / DRUM_BASS}\n")
     t0 = time.perf_counter()
-    proc = _run_cli(str(sources), "--out", str(tmp_path / "out"), "--no-progress",
+    proc = _run_cli(str(sources), "--out", str(tmp_path / "out"), "--no-progress", "--offline",
                     env={"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hfhome"),
                          "TORCH_HOME": str(tmp_path / "torch")})
     assert proc.returncode == 2
     assert time.perf_counter() - t0 < 60
-    assert "separate.weights" in proc.stderr or "--weights" in proc.stderr
-    assert "offline" in proc.stderr
+    assert "separate.weights" in proc.stderr
+    assert "separate.offline=true (--offline) forbids the download" in proc.stderr
+    assert "separate.model=offline" in proc.stderr
     assert not (tmp_path / "out" / "chunks.parquet").exists()
 
 

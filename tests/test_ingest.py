@@ -232,3 +232,39 @@ def test_iter_ingest_yields_a_song_while_a_later_download_is_still_running(serve
     rest = list(items)
     assert [s.song_id for s in rest] == ["generic-slow"]
     assert rest[0].audio_path.read_bytes() == (shared_audio / PIANO).read_bytes()
+
+
+def test_info_files_written_before_the_cookie_fix_are_scrubbed_on_the_next_run(shared_audio, tmp_path):
+    import secrets
+    from pathlib import Path
+
+    import yt_dlp
+
+    from processing.ingest.download import ydl_options
+
+    cookie = "members-" + secrets.token_hex(12)
+    server = FixtureServer().start()
+    try:
+        url = server.add_audio("/members/song.ogg", shared_audio / VIBE_ACE, require_cookie=f"session={cookie}")
+        cookies = tmp_path / "cookies.txt"
+        cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{cookie}\n")
+        cfg = IngestConfig(cookies_file=cookies, retries=0)
+        dl = tmp_path / "dl"
+        # what a download did before the fix: yt-dlp wrote its own info json, and it carries the cookies
+        with yt_dlp.YoutubeDL(dict(ydl_options(cfg, dl), writeinfojson=True)) as ydl:
+            info = ydl.extract_info(url, download=True)
+            audio = Path(info["requested_downloads"][0]["filepath"])
+            info_json = Path(ydl.prepare_filename(info, "infojson"))
+        record = {"url": url, "file": audio.name, "info_json": info_json.name, "id": info["id"], "extractor": "generic"}
+        (dl / "downloads.jsonl").write_text(json.dumps(record) + "\n")
+        assert cookie in info_json.read_text()  # the old file really holds it
+        fetched = server.hits["/members/song.ogg"]
+
+        result = ingest([SourceSpec(url)], cfg, dl)
+        assert [s.metadata.url for s in result.songs] == [url] and not result.failures
+        assert server.hits["/members/song.ogg"] == fetched  # found on disk: no request
+        assert json.loads(info_json.read_text())["id"] == info["id"]  # still the item's info
+        holding = [str(p) for p in dl.rglob("*") if p.is_file() and cookie.encode() in p.read_bytes()]
+        assert holding == []
+    finally:
+        server.stop()

@@ -214,3 +214,48 @@ def test_empty_folder_and_empty_list_fail_by_name(tmp_path):
                     tmp_path / "dl")
     assert [(Path(f.item).name, f.kind) for f in result.failures] == [("empty", "no_audio"), ("none.txt", "no_audio")]
     assert ".ogg" in result.failures[0].reason and not result.songs
+
+
+def test_titles_from_file_names_keep_their_dots(shared_audio, tmp_path):
+    lib = tmp_path / "library"
+    _link(lib, "Mr. Blue Sky.ogg", shared_audio / VIBE_ACE)
+    _link(lib, "E.L.O._-_Mr._Blue_Sky.hq.ogg", shared_audio / PIANO)
+    _link(lib, "Kevin_MacLeod_-_Vibe_Ace.lowq-22k-mono.ogg", shared_audio / DRUM_BASS)
+    result = ingest([SourceSpec(str(lib))], IngestConfig(dedup=False), tmp_path / "dl")
+    assert [(s.metadata.artist, s.metadata.title) for s in result.songs] == [
+        ("E.L.O.", "Mr. Blue Sky"), ("Kevin MacLeod", "Vibe Ace"), (None, "Mr. Blue Sky")]
+
+
+def _m4a(tmp_path: Path, faststart: bool) -> Path:
+    import subprocess
+
+    from processing import audio_io
+
+    t = np.arange(44100 * 6) / 44100
+    sf.write(tmp_path / "src.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100)
+    whole = tmp_path / "whole.m4a"
+    extra = ["-movflags", "+faststart"] if faststart else []
+    subprocess.run([audio_io.ffmpeg_exe(), "-v", "error", "-y", "-i", str(tmp_path / "src.wav"), "-c:a", "aac", *extra,
+                    str(whole)], check=True)
+    assert check_audio(whole)[0] == pytest.approx(6.0, abs=0.1)  # the whole file is fine
+    return whole
+
+
+@pytest.mark.parametrize("faststart", [False, True], ids=["index-at-end", "index-first"])
+def test_a_truncated_m4a_is_reported_as_truncated(tmp_path, faststart):
+    whole = _m4a(tmp_path, faststart)
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 55 // 100])  # a download cut off at 55 %
+    with pytest.raises(IngestFailure) as err:
+        check_audio(cut)
+    assert err.value.kind == "truncated", err.value.reason
+    assert "cut.m4a: truncated MP4/M4A: its 'mdat' box declares" in err.value.reason
+
+
+def test_an_m4a_cut_where_its_index_starts_is_truncated(tmp_path):
+    data = _m4a(tmp_path, faststart=False).read_bytes()
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(data[: data.rfind(b"moov") - 4])  # every box whole, the index gone
+    with pytest.raises(IngestFailure, match=r"cut\.m4a: truncated MP4/M4A: it has no 'moov' box") as err:
+        check_audio(cut)
+    assert err.value.kind == "truncated"

@@ -20,6 +20,7 @@ from builders.finetune import FinetuneError, data, job, models, train
 from processing.config import load_config
 from processing.pipeline import run_build
 from processing.types import SourceSpec
+from hub_server import HubServer
 from s3_server import aws_env, s3  # noqa: F401  (fixtures: moto's S3 server on 127.0.0.1)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
@@ -161,11 +162,11 @@ def test_finetune_script_writes_a_checkpoint_that_loads_and_generates(tiny_check
     assert audio.shape[:2] == (1, 1) and audio.shape[-1] > 0 and torch.isfinite(audio).all()
 
 
-def test_pretrained_weights_come_from_the_hf_cache_only(tiny_checkpoint, tmp_path):
+def test_pretrained_weights_come_from_the_hf_cache_when_offline(tiny_checkpoint, tmp_path):
     out, _ = tiny_checkpoint
     empty = tmp_path / "empty_cache"
     with pytest.raises(FinetuneError, match=r"facebook/musicgen-small is not in the Hugging Face cache.*hf download"):
-        models.load_pretrained("facebook/musicgen-small", cache_dir=empty)
+        models.load_pretrained("facebook/musicgen-small", cache_dir=empty, offline=True)
     # the same id resolves once the cache holds it (the hub cache layout: refs/main -> snapshots/<commit>)
     repo = tmp_path / "cache" / "models--me--tiny-musicgen"
     snapshot = repo / "snapshots" / ("0" * 40)
@@ -177,6 +178,48 @@ def test_pretrained_weights_come_from_the_hf_cache_only(tiny_checkpoint, tmp_pat
     (repo / "refs" / "main").write_text("0" * 40)
     bundle = models.load_pretrained("me/tiny-musicgen", cache_dir=tmp_path / "cache")
     assert bundle.sampling_rate == 32000 and bundle.model.decoder.config.num_codebooks == 4
+
+
+def test_finetune_script_downloads_a_hub_model_once_and_offline_uses_the_cache(tiny_checkpoint, small_build, tmp_path):
+    out, _ = tiny_checkpoint
+    hub = HubServer().start()
+    try:
+        hub.add_repo("me/tiny-musicgen", {f.name: f for f in out.iterdir() if f.name not in ("training.json", "loss.png")})
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+        env.pop("HF_HUB_OFFLINE", None)
+
+        def finetune(name: str, *extra: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, str(SCRIPT), str(small_build), "--out", str(tmp_path / name),
+                                   "--model", "me/tiny-musicgen", "--steps", "1", "--segment-seconds", "2",
+                                   "--validation-split", "", "--no-progress", "--datasets-cache", str(tmp_path / "ds"),
+                                   *extra], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+        first = finetune("a")
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert f"downloading me/tiny-musicgen from {hub.endpoint}" in first.stderr
+        assert hub.requests("/resolve/") >= 2 and hub.requests("model.safetensors") >= 1
+        before = hub.requests()
+        second = finetune("b", "--offline")
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert hub.requests() == before and (tmp_path / "b" / "model.safetensors").is_file()
+    finally:
+        hub.stop()
+
+
+def test_finetune_script_against_a_dead_endpoint_fails_within_seconds(small_build, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {**os.environ, "HF_ENDPOINT": dead, "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(small_build), "--out", str(tmp_path / "ckpt"), "--no-progress"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and time.perf_counter() - t0 < 60  # start-up included; the request itself is one
+    assert f"cannot download facebook/musicgen-small: {dead} cannot be reached" in proc.stderr
+    assert "--offline" in proc.stderr and "HF_HUB_OFFLINE=1" in proc.stderr and "hf download" in proc.stderr
 
 
 def test_finetune_script_without_weights_stops_before_any_work(small_build, tmp_path):

@@ -19,7 +19,8 @@ from processing import audio_io  # noqa: E402
 from processing.config import SeparateConfig  # noqa: E402
 from processing.separate.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
 from processing.separate.offline_separator import OfflineSeparator  # noqa: E402
-from processing.separate.base import PassThroughSeparator, SeparatorError, make_separator  # noqa: E402
+from processing.separate.base import PassThroughSeparator, SeparatorError  # noqa: E402
+from processing.separate.choose import make_separator  # noqa: E402
 from processing.demo.synth import synth_song  # noqa: E402
 from processing.types import AudioData, Song, SongMetadata  # noqa: E402
 
@@ -159,7 +160,7 @@ def test_weights_from_folder_th_file_safetensors_file_and_caches(tmp_path, tiny_
 def test_missing_weights_fail_fast_with_instructions(empty_caches):
     start = time.perf_counter()
     with pytest.raises(SeparatorError) as err:
-        make_separator(SeparateConfig(model="htdemucs"))
+        make_separator(SeparateConfig(model="htdemucs", offline=True))  # tests/test_weights_download.py: online
     elapsed = time.perf_counter() - start
     assert elapsed < 3.0, f"the missing-weights error took {elapsed:.1f} s (a network wait?)"
     text = str(err.value)

@@ -33,6 +33,7 @@ class FinetuneJob:
     pull_dest: Optional[Path] = None
     cache_dir: Optional[Path] = None  # datasets cache (default: datasets' own)
     hf_cache_dir: Optional[Path] = None  # Hugging Face hub cache to find pretrained weights in (default: HF_HOME's)
+    offline: bool = False  # never download pretrained weights (as HF_HUB_OFFLINE=1)
     train: train.TrainConfig = field(default_factory=train.TrainConfig)
     progress: bool = True
 
@@ -70,7 +71,7 @@ def run(job: FinetuneJob) -> FinetuneResult:
     t0 = time.perf_counter()
     cfg = job.train
     cfg.device = _device(cfg.device)
-    bundle = None if job.tiny else models.load_pretrained(job.model, job.hf_cache_dir)  # fail before any data work
+    bundle = None if job.tiny else models.load_pretrained(job.model, job.hf_cache_dir, job.offline)  # fail before any data work
     build = data.resolve_build(job.source, job.pull_dest, job.endpoint_url, progress=job.progress)
     rate = bundle.sampling_rate if bundle else 32000
     channels = bundle.audio_channels if bundle else 1

@@ -1,4 +1,5 @@
-"""MusicGen for fine-tuning: pretrained from the Hugging Face cache (never downloaded), or small and random.
+"""MusicGen for fine-tuning: pretrained (a folder, the Hugging Face cache, or downloaded as transformers does
+unless offline), or small and random.
 
 The random model has the released models' shape in miniature: a T5 text
 encoder, a 32 kHz EnCodec at 50 frames/s emitting 4 codebooks, and a
@@ -8,6 +9,7 @@ descriptions, so nothing is downloaded.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,28 +141,35 @@ def hf_cache_hint() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def load_pretrained(name: str, cache_dir: Optional[Path] = None) -> MusicgenBundle:
-    """A MusicGen checkpoint from a local folder or the Hugging Face cache; never downloads.
+def load_pretrained(name: str, cache_dir: Optional[Path] = None, offline: bool = False) -> MusicgenBundle:
+    """A MusicGen checkpoint from a local folder, the Hugging Face cache, or the Hub.
 
-    ``name`` is a folder (e.g. one this script saved) or a Hub id such as
-    ``facebook/musicgen-small``, which must already be in the cache.
+    ``name`` is a folder (e.g. one this script saved) or a Hub id such as ``facebook/musicgen-small``:
+    taken from the cache when it is there, else downloaded into it by huggingface_hub (``HF_ENDPOINT``),
+    as transformers' ``from_pretrained`` does, unless ``offline`` or ``HF_HUB_OFFLINE=1``.
     """
     transformers = require_transformers()
-    folder = Path(name).expanduser()
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from processing.hub import hub_offline
+
+    folder = Path(name).expanduser()
+    offline = hub_offline(offline)
+    cache = str(cache_dir) if cache_dir else None
+    where = cache_dir or hf_cache_hint()
+    if not folder.is_dir():
         try:
-            folder = Path(snapshot_download(repo_id=name, local_files_only=True,
-                                            cache_dir=str(cache_dir) if cache_dir else None))
+            folder = Path(snapshot_download(repo_id=name, local_files_only=True, cache_dir=cache))
         except (LocalEntryNotFoundError, FileNotFoundError, ValueError) as exc:
-            where = cache_dir or hf_cache_hint()
-            raise FinetuneError(
-                f"{name} is not in the Hugging Face cache ({where}) and fine-tuning never downloads. Get it once on a "
-                f"machine with internet: `hf download {name}` (huggingface_hub's CLI; copy the cache here or set "
-                f"HF_HOME), or pass a folder holding it with --model; --tiny trains a small random model instead"
-            ) from exc
+            if offline:
+                raise FinetuneError(
+                    f"{name} is not in the Hugging Face cache ({where}) and nothing is downloaded offline (--offline or "
+                    f"HF_HUB_OFFLINE=1). Get it once on a machine with internet: `hf download {name}` (huggingface_hub's "
+                    f"CLI; copy the cache here or set HF_HOME), or pass a folder holding it with --model; --tiny trains "
+                    f"a small random model instead"
+                ) from exc
+            folder = _download_pretrained(name, cache, where)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise FinetuneError(f"{folder}: no config.json: not a transformers checkpoint")
@@ -175,3 +184,25 @@ def load_pretrained(name: str, cache_dir: Optional[Path] = None) -> MusicgenBund
     except (OSError, ValueError) as exc:
         raise FinetuneError(f"{folder}: the checkpoint has no processor (tokenizer + feature extractor) files: {exc}") from exc
     return MusicgenBundle(model, processor, name)
+
+
+def _download_pretrained(name: str, cache: Optional[str], where) -> Path:
+    """The checkpoint's files, fetched into the cache as transformers fetches them (config, safetensors
+    weights, processor files; never pickled weights: ``.bin`` files are left out), with a progress bar."""
+    from huggingface_hub import snapshot_download
+
+    from processing.hub import error_words, hub_endpoint, unreachable
+
+    endpoint = hub_endpoint()
+    offline_routes = (f"Work offline instead: `hf download {name}` on a machine with network, copy the cache "
+                      f"({where}) here and pass --offline (or set HF_HUB_OFFLINE=1); or pass a checkpoint folder with "
+                      "--model; --tiny trains a small random model")
+    why = unreachable(name, "config.json")  # one request: a dead endpoint fails within seconds
+    if why:
+        raise FinetuneError(f"cannot download {name}: {why}\n{offline_routes}")
+    logging.getLogger(__name__).warning("downloading %s from %s into the Hugging Face cache %s", name, endpoint, where)
+    try:
+        return Path(snapshot_download(repo_id=name, cache_dir=cache, endpoint=endpoint,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many kinds; each ends the same way
+        raise FinetuneError(f"cannot download {name} from {endpoint}: {error_words(exc)}\n{offline_routes}") from exc

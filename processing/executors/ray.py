@@ -92,7 +92,7 @@ class ModelActor:
     several of the actor's threads at once; each call waits for its song while the stream batches them all."""
 
     def __init__(self, ctx: BuildContext, capacity: int, threads: int):
-        from ..separate.base import make_separator
+        from ..separate.choose import make_separator
         from .local import ModelWorker
 
         import torch

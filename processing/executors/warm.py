@@ -1,6 +1,10 @@
 """Imported once by the local executor's fork server, so that the worker processes forked from it start
 warm: the first analysis in a fresh process spends ~8 s on lazy imports (librosa's submodules,
-pyloudnorm, essentia) and first calls; done here once, every worker shares the result."""
+pyloudnorm, essentia) and first calls; done here once, every worker shares the result.
+
+It imports the stages the pipeline's tasks run, not ``processing.pipeline`` itself: the pipeline
+chooses an executor, so importing it from here would close a circle (a worker imports the pipeline,
+which costs milliseconds once these are loaded, when its first task arrives)."""
 from __future__ import annotations
 
 import logging
@@ -9,12 +13,14 @@ import logging
 def warm_up() -> None:
     try:
         import numpy as np
+        import pyarrow.parquet  # noqa: F401
 
-        from .. import pipeline  # noqa: F401
+        from .. import outputs, report  # noqa: F401
         from ..analyse import analyse  # noqa: F401
         from ..analyse.features import measure
         from ..chunk import stage  # noqa: F401
         from ..describe import describe  # noqa: F401
+        from ..separate import stage as separate_stage  # noqa: F401
         from ..types import AudioData
 
         t = np.arange(3 * 44100) / 44100.0

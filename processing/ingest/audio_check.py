@@ -6,7 +6,8 @@ with an end-of-stream page that fills the file exactly (hand-parsed: no
 library exposes the EOS flag); WAV/FLAC/AIFF must decode as many frames as
 their header declares, and so must an MP3 whose Xing/Info/VBRI header states
 its length (without one an MP3 has no declared length to compare with);
-anything else is decoded in full by ffmpeg and any decode error counts.
+an MP4/M4A must hold every byte its top-level boxes declare, and its index ('moov'); anything else is
+decoded in full by ffmpeg and any decode error counts.
 
 What libsndfile decodes is also scanned, block by block, for samples no
 stage can use: NaN or infinity (a broken float WAV) and digital silence
@@ -96,6 +97,41 @@ def _mp3_declares_length(path: Path) -> bool:
     return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
 
 
+def _mp4_cut(path: Path) -> Optional[str]:
+    """How an MP4/M4A (ISO base media: an 'ftyp' box first) was cut off, or None when it is whole or not an MP4.
+
+    Its top-level boxes (4-byte big-endian size, 4-byte type; size 1: a 64-bit size follows; 0: to the end)
+    must tile the file exactly, and one of them must be the 'moov' index, which encoders write last unless
+    the file is made for streaming: a download cut short loses it, and ffmpeg then calls the file not audio.
+    """
+    size = path.stat().st_size
+    kinds = []
+    with open(path, "rb") as fh:
+        if fh.read(8)[4:8] != b"ftyp":
+            return None
+        pos = 0
+        while pos < size:
+            fh.seek(pos)
+            header = fh.read(16)
+            if len(header) < 8:
+                return f"a box header is cut at byte {pos} of {size}"
+            length, kind = struct.unpack(">I4s", header[:8])
+            if length == 1:
+                if len(header) < 16:
+                    return f"a box header is cut at byte {pos} of {size}"
+                length = struct.unpack(">Q", header[8:16])[0]
+            elif length == 0:
+                length = size - pos
+            name = kind.decode("latin-1")
+            if length < 8:
+                return None  # not a box: a broken file, for the decoder to name
+            if pos + length > size:
+                return f"its '{name}' box declares {length} bytes from byte {pos}, the file ends {size - pos} bytes after it"
+            kinds.append(name)
+            pos += length
+    return None if "moov" in kinds else f"it has no 'moov' box (the index an encoder writes at the end; boxes: {', '.join(kinds)})"
+
+
 def _check_samples(path: Path, scan: _Scan, rate: int) -> None:
     if scan.first_bad_frame is not None:
         raise IngestFailure("corrupt", f"{path}: samples are NaN or infinite (first at "
@@ -128,6 +164,9 @@ def check_audio(path: Path) -> tuple[float, int, int]:
         raise IngestFailure("missing", f"{path}: no such file")
     if path.stat().st_size == 0:
         raise IngestFailure("empty", f"{path}: file is empty")
+    cut = _mp4_cut(path)
+    if cut is not None:
+        raise IngestFailure("truncated", f"{path}: truncated MP4/M4A: {cut} (the download or copy was cut off)")
     try:
         duration, rate, channels = audio_io.info(path)
     except audio_io.AudioDecodeError as exc:

@@ -9,6 +9,7 @@ Layout of the download dir::
     downloads.jsonl                our index: URL -> file + info json (rerun needs no network)
     playlists.jsonl                playlist/channel expansions (rerun needs no network)
     failures.jsonl                 failures (see processing.ingest.failures)
+    .info-json-scrubbed            every info json here was checked for credentials (see scrub_info_files)
 
 Transient errors (HTTP 429/5xx, timeouts, resets, cut-off transfers) are
 retried ``retries`` times with exponential backoff; permanent ones (connection
@@ -36,6 +37,7 @@ from .failures import TRANSIENT_KINDS, IngestFailure, classify_download_error
 log = logging.getLogger(__name__)
 
 ARCHIVE = "archive.txt"
+SCRUBBED = ".info-json-scrubbed"  # present once every info json here was checked for credentials
 INDEX = "downloads.jsonl"
 PLAYLISTS = "playlists.jsonl"
 PARTIAL = ".partial"
@@ -104,6 +106,7 @@ class DownloadStore:
         if records is not None:
             self.downloads, self.playlists = dict(records[0]), dict(records[1])
         else:
+            scrub_info_files(self.root)
             self.downloads = {r["url"]: r for r in _jsonl_records(self.root / INDEX) if "url" in r}
             self.downloads = {u: r for u, r in self.downloads.items() if r.get("file")}
             self.playlists = {r["url"]: r for r in _jsonl_records(self.root / PLAYLISTS) if "url" in r}
@@ -332,6 +335,28 @@ def without_credentials(value: Any) -> Any:
     if isinstance(value, list):
         return [without_credentials(v) for v in value]
     return value
+
+
+def scrub_info_files(root: Path) -> int:
+    """Rewrite, once per download folder, every info json that still holds credentials: those written
+    before yt-dlp's own info json was replaced by ours held the cookies file's values. Returns how many."""
+    if (root / SCRUBBED).exists():
+        return 0
+    scrubbed = 0
+    for info_json in sorted(root.glob("*.info.json")):
+        try:
+            info = json.loads(info_json.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # unreadable: never read back either (cached() refuses it)
+        clean = without_credentials(info)
+        if clean != info:
+            write_text_atomic(info_json, json.dumps(clean, ensure_ascii=False, default=str))
+            scrubbed += 1
+    if scrubbed:
+        log.warning("%s: removed cookies and credentials from %d info file(s) written by an earlier version",
+                    root, scrubbed)
+    write_text_atomic(root / SCRUBBED, "info json files here hold no cookies or credentials\n")
+    return scrubbed
 
 
 def glob_escape(text: str) -> str:

@@ -11,15 +11,17 @@ from typing import Optional
 
 from ..types import Failure
 
-# Kinds whose outcome depends on the configuration (limits), not on the remote item:
-# a rerun always re-checks them, so changing a limit takes effect.
-CONFIG_DEPENDENT_KINDS = frozenset({"too_short", "too_long", "licence"})
+# Kinds whose outcome depends on the configuration (limits) or on this machine's network, not on the remote
+# item: a rerun always re-checks them, so changing a limit (or the network coming back) takes effect.
+CONFIG_DEPENDENT_KINDS = frozenset({"too_short", "too_long", "licence", "dns_unreachable"})
 # Kinds worth trying again after a pause within one run (ingest.retries times, exponential backoff).
 TRANSIENT_KINDS = frozenset({"rate_limited", "server_error", "network", "incomplete"})
 # Kinds that another attempt will not change: they fail at once, never after a backoff. A host that
 # refuses connections or does not resolve is dead for this run (a playlist of dead links must not
 # cost minutes each); 404/410 and 401/403 are the server's answer, not an accident.
-PERMANENT_KINDS = frozenset({"connection_refused", "unknown_host", "unavailable", "forbidden"})
+# No DNS server answering (EAI_AGAIN, "Temporary failure in name resolution") fails every host alike: waiting
+# minutes per item of a playlist would not bring it back, so it fails at once too, and the next run tries again.
+PERMANENT_KINDS = frozenset({"connection_refused", "unknown_host", "dns_unreachable", "unavailable", "forbidden"})
 
 
 EARLIER_RUN = "failed in an earlier run, not retried (set ingest.retry_failed to retry): "
@@ -65,9 +67,11 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     ("incomplete", ("content too short", "did not get any data", "incomplete read", "incompleteread",
                     "more expected")),  # ContentTooShortError: "N bytes read, M more expected"
     ("connection_refused", ("connection refused", "errno 111]", "errno 61]", "winerror 10061")),
-    # EAI_NONAME / EAI_NODATA; "Temporary failure in name resolution" (EAI_AGAIN) stays transient
+    # EAI_NONAME / EAI_NODATA: the name does not exist
     ("unknown_host", ("name or service not known", "nodename nor servname", "no address associated with hostname",
                       "getaddrinfo failed", "errno -2]", "errno -5]")),
+    # EAI_AGAIN: no DNS server answered (an unreachable resolver, no network)
+    ("dns_unreachable", ("temporary failure in name resolution", "errno -3]", "eai_again")),
     ("network", ("timed out", "timeout", "connection reset", "temporary failure",
                  "network is unreachable", "remote end closed", "urlopen error", "connection aborted",
                  "transporterror")),
@@ -76,6 +80,8 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
 _REASON_PREFIX = {
     "connection_refused": "connection refused (nothing listens at that address; not retried)",
     "unknown_host": "unknown host (the name does not resolve; not retried)",
+    "dns_unreachable": ("no DNS server answered (name resolution failed for now; not retried in this run, "
+                        "tried again by the next run)"),
     "network": "network error",
     "incomplete": "transfer cut off before the end",
 }

@@ -69,9 +69,14 @@ def _metadata_from_spec(spec: SourceSpec, base: Optional[SongMetadata] = None) -
     return meta
 
 
+# a lower-case tag between the name and the extension ("Title.hq.ogg", "Title.lowq-22k-mono.ogg"); a dot
+# inside a title ("Mr. Blue Sky.mp3", "E.L.O. - Mr. Blue Sky.mp3") is followed by a space or a capital
+_FILE_TAG = re.compile(r"\.[a-z][a-z0-9-]*$")
+
+
 def _title_from_filename(path: Path) -> tuple[Optional[str], Optional[str]]:
     """'Artist_-_Title.hq.ogg' -> ('Artist', 'Title'); a best guess only, the user's metadata wins."""
-    stem = path.name.split(".")[0].replace("_", " ").strip()
+    stem = _FILE_TAG.sub("", path.stem).replace("_", " ").strip()
     if " - " in stem:
         artist, title = stem.split(" - ", 1)
         return artist.strip() or None, title.strip() or None

@@ -21,11 +21,11 @@ Separators (``separate.model``):
 - ``none``: the inputs are already instrumental.
 
 A Separator takes several songs at once so that segments of many songs can be
-batched into one forward pass. This module holds the protocol, the cached
-driver, the trivial ``none`` separator and the factory; the model-backed
-separators live in their own modules. Outputs are cached per song (content
-hash + separator parameters + instrumental mode) as 24-bit FLAC at the song's
-own rate and channel count.
+batched into one forward pass. This module holds the protocol, the error and
+the trivial ``none`` separator; the model-backed separators live in their own
+modules, which import this one, and ``choose.make_separator`` picks one.
+Outputs are cached per song (content hash + separator parameters +
+instrumental mode) as 24-bit FLAC at the song's own rate and channel count.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import SeparateConfig
 from ..types import AudioData
 
 VOCAL_STEMS = ("vocals",)
@@ -71,19 +70,6 @@ class PassThroughSeparator:
 
     def separate_many(self, mixes: list[AudioData]) -> list[dict[str, AudioData]]:
         return [{} for _ in mixes]
-
-
-def make_separator(cfg: SeparateConfig) -> Separator:
-    """Build the configured separator; load weights now so a missing file fails before any work."""
-    if cfg.model == "none":
-        return PassThroughSeparator()
-    if cfg.model == "offline":
-        from .offline_separator import OfflineSeparator
-
-        return OfflineSeparator(cfg)
-    from .demucs_separator import DemucsSeparator
-
-    return DemucsSeparator(cfg)
 
 
 def instrumental_from_stems(mix: AudioData, stems: dict[str, AudioData], mode: str) -> AudioData:

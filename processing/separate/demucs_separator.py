@@ -139,7 +139,7 @@ class DemucsSeparator:
         batch = cfg.batch_segments if cfg.batch_segments is not None else CUDA_BATCH_SEGMENTS
         self.batch_segments = max(1, batch if cuda else cfg.cpu_batch_segments)
         self.bf16 = cfg.bf16 if cfg.bf16 is not None else cuda
-        self.bag, self.origin = load_model(cfg.model, cfg.weights)
+        self.bag, self.origin = load_model(cfg.model, cfg.weights, cfg.offline, cfg.pins)
         self.bag.eval()
         self.name = cfg.model
         self.stems = list(self.bag.sources)
