@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from processing.analyse.label_models import label_models
 from processing.atomic import write_text_atomic
 
 from . import plots
@@ -163,6 +164,12 @@ def _nc_note(licences: Counter) -> str:
     return f"Songs under a non-commercial licence ({', '.join(nc)}) restrict the whole dataset to non-commercial use."
 
 
+def _models_table(models: list[dict[str, str]]) -> str:
+    if not models:
+        return "No analysis in this build: no labels from any model."
+    return _table(["labels", "model", "licence"], [[m["labels"], m["model"], m["licence"]] for m in models])
+
+
 def _table(header: list[str], lines: list[list[Any]]) -> str:
     out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     out += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in line) + " |" for line in lines]
@@ -269,6 +276,15 @@ Attribution (as the licences ask):
 - excluded chunks: {sum(excluded.values())}{" (" + ", ".join(f"{k}: {v}" for k, v in excluded.most_common()) + ")" if excluded else ""}
 - failed items: {len(failures)}{"".join(chr(10) + f"  - `{f.get('item')}` ({f.get('stage')}): {f.get('reason')}" for f in failures[:20])}
 
+## Labels: the models behind them, and their licences
+
+{_models_table(label_models(cfg.get("analyse", {})))}
+
+Music or not: a chunk is excluded as `non_music` only when the evidence agrees: a beat the network hears keeps
+it; without one, a noise-like spectrum excludes it whatever the tagger says, a noisy one unless an instrument is
+heard, and an instrument score below 0.1 unless the tagger is sure of a genre on a tonal spectrum
+(`processing/analyse/musicness.py` gives every threshold with what it was checked on).
+
 ## Known limitations
 
 - Vocals are removed by source separation; quiet vocal residue and separation artefacts can remain.{_separation_caveat(models)}
@@ -317,5 +333,6 @@ def card_data(card: CardInput) -> dict[str, Any]:
             s: {"songs": len({r["song_id"] for r in rows}), "chunks": len(rows), "hours": _hours(rows)}
             for s, rows in card.rows_by_split.items()
         },
+        "label_models": label_models(card.config.get("analyse", {})),
     }
 

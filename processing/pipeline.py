@@ -50,7 +50,7 @@ from .types import Failure, SeparatedSong, Song, SourceSpec
 
 log = logging.getLogger("music_mixer")
 
-ANALYSE_VERSION = "3"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model
+ANALYSE_VERSION = "4"  # 2: stem levels from separation; song loudness from the chunk stage; 3: tagger per chunk, instrument sources, vocal score, music-or-not with the model; 4: tempo and beats from the beat network (analyse.tempo), music or not weighs a beat, genre and noise
 SCHEDULING_KEYS = ("executor", "ray_address", "endpoint_url", "region")  # where work runs and files live, never what they hold
 ANALYSE_PLACEMENT_KEYS = ("tagger_device",)  # where the tagger runs changes no figure (scores equal to ~1e-6): not in the key
 

@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", help="stage cache: a folder or s3://bucket/prefix (default: OUT/.cache)")
     p.add_argument("--model", help="separation: htdemucs (default), any demucs model, offline, or none")
     p.add_argument("--tagger", help="genre/mood/instrument/vocal tagger: musicnn (default), none, essentia-tf, python:module:factory")
+    p.add_argument("--tempo", choices=["rnn", "essentia"],
+                   help="tempo and beats: rnn (default; madmom's trained beat network, models CC BY-NC-SA 4.0) or essentia")
     p.add_argument("--weights", type=Path, help="separation weights: a file or a folder")
     p.add_argument("--offline", action="store_true",
                    help="never download weights (as HF_HUB_OFFLINE=1); missing ones stop the build with instructions")
@@ -72,7 +74,7 @@ def build_config(args: argparse.Namespace, embedded: dict) -> dict:
         data.setdefault(key, value)
     flags = {
         "separate.model": args.model, "separate.weights": args.weights, "separate.device": args.device,
-        "analyse.tagger": args.tagger,
+        "analyse.tagger": args.tagger, "analyse.tempo": args.tempo,
         "chunk.chunk_s": args.chunk_seconds, "chunk.tail_policy": args.tail_policy,
         "convert.sample_rate": args.sample_rate, "convert.channels": args.channels, "convert.format": args.format,
         "publish.s3_uri": args.publish, "publish.endpoint_url": args.endpoint_url, "publish.hub_repo": args.hub_repo,

@@ -8,8 +8,8 @@ interval's bin; the histogram smoothed by a 9-bin Hamming window; its peaks are 
 candidates, with strengths that sum to 1. Ported with ``scipy.signal.lfilter`` (madmom's comb
 filters are Cython); ``tests/test_beat_network.py`` checks the candidates against madmom's.
 
-Histograms add: a song's histogram is the sum of its chunks' (each chunk's comb filters start at
-rest), so the song's tempo needs no second pass over a long song.
+The histogram is computed in blocks with each filter's state carried over (``histogram``), so an
+hour-long song needs no hour-long matrix.
 
 Octave rule (``choose_tempo``): the best candidate wins unless a candidate at double or half its
 tempo (within 4 %) is close in strength (>= ``OCTAVE_CLOSE`` x the best's). Then the network
@@ -42,9 +42,14 @@ LOOK_ASIDE = 0.2
 MIN_FRAMES = FPS  # under a second of audio: no tempo (as essentia's RhythmExtractor2013 here)
 OCTAVE_TOLERANCE = 0.04
 OCTAVE_CLOSE = 0.75
-OFFBEAT_IS_BEAT = 0.5
-BEAT_FOUND = 0.2  # mean activation on the tracked beats from which a beat counts as found (see module docstring)
-STEADY_BEAT = 0.3  # ... and as steady (the moods' tempo rules use it)
+OFFBEAT_IS_BEAT = 0.45
+# Beat confidence with the network: the mean activation on the tracked beats (0-1). Measured by
+# benchmarks/bench_musicness.py (ranges in musicness.py): music with a beat 0.13-0.60 (clicks and drum loops
+# 0.3-0.6), noisy synthetic music 0.24-0.37, anything without a beat (speech, birds, pads, rubato, noise,
+# animal sounds) 0.02-0.15. A tempo is stated, and counts for music or not, from BEAT_FOUND; the moods' tempo
+# rules ask for a steady beat, STEADY_BEAT (the level of most windows of the real music clips).
+BEAT_FOUND = 0.2
+STEADY_BEAT = 0.3
 
 
 @dataclass
@@ -164,8 +169,7 @@ def choose_tempo(cands: list[tuple[float, float]], activations: np.ndarray) -> t
 
 
 def estimate(activations: np.ndarray, hist: Optional[np.ndarray] = None) -> TempoEstimate:
-    """Tempo, candidates and beats of one stretch of activations (`hist`: its histogram, when already summed
-    from parts, e.g. a song's from its chunks')."""
+    """Tempo, candidates and beats of one stretch of activations (`hist`: its histogram when already known)."""
     if len(activations) < MIN_FRAMES:
         return TempoEstimate(0.0, [], "none", [], 0.0)
     hist = histogram(activations) if hist is None else hist

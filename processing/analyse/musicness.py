@@ -1,48 +1,65 @@
-""""Is this music?": flags from measured features and from what the tagger hears, with
-documented thresholds. No single weak cue excludes a chunk: music without a steady beat
-(rubato piano, a solo instrument, ambient pads, folk) is kept; speech, animal sounds, noise
-and silence are rejected.
+""""Is this music?": flags from measured features and from what the tagger hears, weighing all the
+evidence rather than one score against one threshold. Music without a steady beat (rubato piano, a
+solo instrument, ambient pads, free-tempo folk) and noisy music (distorted rock, dubstep) are kept;
+speech, animal sounds (whale song, purring, barking), weather and noise beds and silence are rejected.
 
 Flags (a chunk with any flag is excluded when ``analyse.exclude_flagged``):
 - ``silence``: >= 90 % of 50 ms frames below the silence threshold, or integrated
   loudness <= -60 LUFS. Enough on its own.
-- ``non_music``: the cues below agree that this is not music (rule further down); the
-  cues that fired are listed beside it.
+- ``non_music``: the rule below said so; the cues that fired are listed beside it.
 - ``vocals_heard`` / ``residual_vocals``: see ``analyse.py`` (not musicness).
 
-Cues:
-- ``speech_like`` (features): rhythmic regularity (``Features.pulse``, the peak of the
-  onset-envelope autocorrelation at 50-200 BPM lags) below 0.2 AND at least 25 % of frames
-  quieter than half the mean level (``low_energy_ratio``: pauses between words). Read speech
-  (LibriSpeech clip): pulse 0.09, low-energy 0.37; 10 s windows of the real music clips:
-  pulse >= 0.24.
-- ``no_low_range`` (features): under 10 % of the energy below 1 kHz (bird song, whistles,
-  hiss). Bird clip 0.00; the music clips well above 0.4.
-- ``noise_like`` (``noise_flatness``): the spectrum, divided by its own smoothed envelope
-  (15 bins of 15.6 Hz), is as flat as noise's in most frames: the median over loud frames of
-  that whitened spectrum's flatness (geometric / arithmetic mean, 100 Hz-5 kHz, 16 kHz audio)
-  is >= ``MIN_NOISE_FLATNESS`` (0.55). Any Gaussian noise, white or coloured, gives ~0.56-0.60;
-  partials and harmonics make music's lower: ragtime piano 0.17, sung folk 0.26, jazz 0.35,
-  the drums-and-bass excerpt (noisy drums) 0.50; speech 0.35, bird 0.43.
-- ``no_beat`` (features, weak): essentia's beat confidence below 1.0 ("very low"). Free-tempo
-  music and every clip under ~5 s have none, so it never counts alone.
-- ``no_instrument_heard`` (model, weak): the tagger's instrument score (the highest score of
-  its instrument and beat tags, ``tag_facts.MUSIC_TAGS``) is below ``MODEL_NO_INSTRUMENT``
-  (0.15). Speech 0.07, bird 0.08, noise <= 0.09; 30 s of the real music clips >= 0.2
-  (ragtime piano 0.88, drum-and-bass 0.66, sung folk 0.44, jazz 0.2-0.4), but a 4 s jazz
-  excerpt scored 0.149 and synthetic chords 0.11-0.13: the model alone proves nothing.
+Evidence of music:
+- a beat: the beat network hears one (``features.has_beat``: with ``analyse.tempo=rnn`` its mean
+  activation on the tracked beats >= ``beats.BEAT_FOUND``, 0.2; with essentia, beat confidence >= 1);
+- an instrument heard: the tagger's instrument score (its instrument and beat tags,
+  ``tag_facts.MUSIC_TAGS``) >= ``MODEL_HEARS_MUSIC`` (0.2);
+- a genre the tagger is sure of, on a tonal spectrum: its best genre score >= ``GENRE_SURE`` (0.5)
+  and ``noise_flatness`` < ``NOISY_FLATNESS`` (musicnn gives rain and purring genre scores of 0.7:
+  on a noisy spectrum a genre score proves nothing).
+Cues against it:
+- ``speech_like`` (features, strong): rhythmic regularity (``Features.pulse``) below 0.2 AND at
+  least 25 % of frames quieter than half the mean level (pauses between words);
+- ``no_low_range`` (features, strong): under 10 % of the energy below 1 kHz (birds, whistles, hiss);
+- ``noise_like`` (strong) / ``noisy`` (``noise_flatness``, the median flatness of the spectrum divided
+  by its own smoothed envelope): >= ``MIN_NOISE_FLATNESS`` (0.55) is as flat as noise; >=
+  ``NOISY_FLATNESS`` (0.4) is noisier than any music without a beat we measured;
+- ``voice_only`` (model, strong): vocal score >= ``VOICE_ONLY_MIN`` (0.1) and instrument score
+  < ``MODEL_NO_INSTRUMENT`` (0.15);
+- ``no_beat`` and ``no_instrument_heard`` (instrument score < 0.15): weak, never enough alone.
 
-- ``voice_only`` (model, strong): the model hears a voice (vocal score >= ``VOICE_ONLY_MIN``,
-  0.1) and no instrument (``no_instrument_heard``). The last 3.9 s of the speech clip:
-  vocal 0.11, instrument 0.09, and no feature cue (too short for pauses to show).
+Rule, in order:
+1. a beat: music (noisy electronic and distorted music have one; a beat overrules every cue);
+2. no beat and ``noise_like``: not music, whatever the tagger says (its drums tag fires on purring);
+3. (no tagger: one strong cue or ``noisy`` decides; else music;)
+4. no beat, ``noisy`` and no instrument heard: not music (real whale song under ocean noise,
+   purring, barking);
+5. an instrument heard, or a sure genre on a tonal spectrum: music;
+6. no beat and an instrument score < ``MODEL_SURE_NO_INSTRUMENT`` (0.1): the two weak cues agree
+   strongly: not music (whale song);
+7. else a strong cue and a second cue: not music; else music.
 
-Rule:
-- with a tagger: ``non_music`` needs a strong cue (``speech_like``, ``no_low_range``,
-  ``noise_like``, ``voice_only``) and a second cue of any kind (``voice_only`` comes with
-  ``no_instrument_heard``: two observations of the model); and when the model hears an instrument
-  (instrument score >= ``MODEL_HEARS_MUSIC``, 0.2) the feature cues are overruled (a solo
-  flute has no low range and no beat; rubato piano has the pauses of speech: both are music);
-- without a tagger (``analyse.tagger=none``): one strong feature cue; ``no_beat`` alone never.
+What the thresholds were checked on (``benchmarks/bench_musicness.py`` prints every cue of every
+sound and these ranges): the real clips of ``../shared/audio`` as 10 and 20 s excerpts at three
+offsets; copies resampled by 0.85 and 1.15, pitch-shifted by -3 and +3 semitones, time-stretched by
+0.8 and 1.25, mixed with pink noise at 20 and 10 dB SNR and with whale-like moans; and the synthetic
+classes of ``processing.demo.soundscapes`` (10 and 20 s, two seeds each). Ranges seen:
+- beat (rnn): music with a beat 0.13-0.60 (only a 10 s outro of Vibe Ace under 0.17), noisy synthetic
+  music 0.24-0.37; everything without a beat 0.02-0.15 (speech up to 0.15, barks up to 0.15).
+  ``BEAT_FOUND`` 0.2 keeps a margin of 0.05 above the highest non-music and 0.04 below the lowest
+  noisy music.
+- flatness: music without a beat 0.00-0.25 (pads, rubato melodies, plucked arpeggios); non-music
+  without a beat 0.45-0.72 (purr, barks, rain, wind, noise; a real whale recording 0.48-0.54); speech
+  0.27-0.37 and birds 0.37-0.45 (both caught by their own cues). ``NOISY_FLATNESS`` 0.4 sits 0.15 above
+  the beatless music and 0.05 below the beatless noises; music with a beat reaches 0.58 (it never gets
+  here). ``MIN_NOISE_FLATNESS`` 0.55: Gaussian noise 0.58-0.60, rain 0.60, wind 0.63-0.72.
+- instrument score: speech 0.04-0.09, whale-like moans 0.07-0.10, birds 0.07-0.12, purr 0.11-0.13;
+  music without a beat 0.12 (pads) to 1.0 (flute). ``MODEL_SURE_NO_INSTRUMENT`` 0.1 is 0.02 under the
+  pads, which is why step 5 comes first: pads score a genre of 0.57-0.69 on a tonal spectrum.
+- genre score: speech 0.20-0.46, birds 0.12-0.38, whale-like moans 0.14-0.31; pads 0.57-0.69, rubato
+  strings 0.66-0.70. ``GENRE_SURE`` 0.5 keeps 0.04 above speech and 0.07 below the pads.
+The one miss in that set: Vibe Ace under pink noise at 10 dB SNR (flatness 0.55, beat 0.17) is
+rejected; music that is drowned in noise and whose beat the network barely hears is not kept.
 """
 from __future__ import annotations
 
