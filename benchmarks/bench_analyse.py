@@ -1,6 +1,7 @@
 """Figures for the analyse stage: speed per 30 s chunk (the tagger's share beside the rest of
-analysis), tempo error and key accuracy per KeyExtractor profile on synthetic audio with exact
-ground truth.
+analysis); tempo Acc1/Acc2 of each analyse.tempo method (essentia, rnn) on synthetic audio with exact
+tempo and on copies of the real clips played at known speeds, with their cost; key accuracy per
+KeyExtractor profile on synthetic audio with exact ground truth.
 
     .venv/bin/python benchmarks/bench_analyse.py [--part speed|tagger|tempo|keys|all] [--seconds 12]
 
@@ -114,6 +115,15 @@ def _acc(bpm: float, truth: float) -> tuple[bool, bool]:
     return ok(1.0), any(ok(f) for f in (1.0, 2.0, 0.5, 3.0, 1 / 3))
 
 
+def _tally(counts: list[int], bpm: float, truth: float) -> str:
+    """Count one reading into [Acc1, Acc2, n] and return its mark: ok (Acc1), x2 (Acc2 only) or --."""
+    a1, a2 = _acc(bpm, truth)
+    counts[0] += a1
+    counts[1] += a2
+    counts[2] += 1
+    return "ok" if a1 else ("x2" if a2 else "--")
+
+
 def tempo(seconds: float) -> None:
     """Acc1/Acc2 of each tempo method (analyse.tempo) on synthetic click and drum tracks at 60-200 BPM and on
     copies of the real clips resampled or time-stretched by known factors (truth: the factor times the
@@ -135,11 +145,8 @@ def tempo(seconds: float) -> None:
         line = []
         for m in methods:
             bpm, rule = _tempo_of(m, audio)
-            a1, a2 = _acc(bpm, truth)
-            score[m][0] += a1
-            score[m][1] += a2
-            score[m][2] += 1
-            line.append(f"{m} {bpm:6.1f} {'ok' if a1 else ('x2' if a2 else '--')}{' (' + rule + ')' if rule.startswith('octave') else ''}")
+            mark = _tally(score[m], bpm, truth)
+            line.append(f"{m} {bpm:6.1f} {mark}{' (' + rule + ')' if rule.startswith('octave') else ''}")
         print(f"tempo  {label:10s} " + "   ".join(line))
     for m in methods:
         a1, a2, n = score[m]
@@ -163,11 +170,7 @@ def tempo(seconds: float) -> None:
                     base = bpm
                     readings.append(f"{bpm:.1f}")
                     continue
-                a1, a2 = _acc(bpm, base * factor)
-                real[m][0] += a1
-                real[m][1] += a2
-                real[m][2] += 1
-                readings.append(f"{label} {bpm:.1f} ({'ok' if a1 else ('x2' if a2 else '--')})")
+                readings.append(f"{label} {bpm:.1f} ({_tally(real[m], bpm, base * factor)})")
             print(f"tempo  {name[:28]:28s} {m:8s} " + ", ".join(readings))
     for m in methods:
         a1, a2, n = real[m]

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from processing.analyse.beats import BEAT_FOUND
 from processing.config import load_config
 from processing.pipeline import run_build
 from processing.types import SourceSpec
@@ -89,10 +90,13 @@ def test_demucs_build_analyses_and_describes_every_chunk(demucs_build):
         assert r["bpm"] is None or 40 <= r["bpm"] <= 250, (r["source_title"], r["bpm"])  # a tempo is plausible
         assert r["key"] is not None
         assert r["loudness_lufs"] < 0
-    # null only where the beat tracker found no tempo: the tiny random model's Vibe Ace (essentia: 0 bpm);
-    # every other song has one, the drums-and-bass clip above all
-    assert {r["source_title"] for r in first.rows if r["bpm"] is None} <= {"Vibe Ace"}
-    assert [r["bpm"] is not None for r in first.rows if r["source_title"] == "Choice - Drum-bass"] == [True]
+    # a tempo is stated exactly where the beat network heard a beat in the chunk or, failing that, in its song
+    # (the tiny random model's instrumentals are partly noise: some chunks have no beat; the real tempo figures
+    # are checked on the demo build below and in test_beat_network.py)
+    for r in first.rows:
+        song_conf = r["song_bpm_confidence"]
+        heard = r["bpm_confidence"] >= BEAT_FOUND or song_conf >= BEAT_FOUND
+        assert (r["bpm"] is not None) == heard, (r["source_title"], r["bpm"], r["bpm_confidence"], song_conf)
     vibe = [r for r in first.rows if r["source_title"] == "Vibe Ace"]
     assert all(r["genre"] == "jazz" and "jazz" in r["description"].lower() for r in vibe)
     dist = first.report.distributions
@@ -178,6 +182,13 @@ def test_demo_command_builds_a_loadable_dataset_offline(tmp_path):
     assert len(rows) == 7 and all(r["separation_model"] == "offline-repet" for r in rows)
     card = (tmp_path / "demo" / "dataset_card.md").read_text()
     assert "7 chunks were separated by the weight-free offline separator" in card
+    # the demo songs' exact tempi: 120 and 84 BPM right, 140 BPM (a full loop at 140) at least at an octave
+    for stem, bpm in (("sunrise-groove", 120.0), ("slow-harbour", 84.0)):
+        assert all(abs(r["bpm"] - bpm) <= 0.04 * bpm for r in rows if stem in r["chunk_id"]), stem
+    assert all(min(abs(r["bpm"] - f * 140.0) / (f * 140.0) for f in (0.5, 1.0, 2.0)) <= 0.04
+               for r in rows if "night-drive" in r["chunk_id"])
+    assert all(r["beats"] and np.median(np.diff(r["beats"])) == pytest.approx(60 / r["bpm"], rel=0.05) for r in rows)
+    assert "CC BY-NC-SA 4.0" in card and "madmom" in card  # the tempo model and its licence travel with the data
     assert "| train |" in card and "CC0-1.0" in card
     ds = datasets.load_dataset(str(tmp_path / "demo" / "hf"), cache_dir=str(tmp_path / "c"))
     assert sum(len(s) for s in ds.values()) == sum(not r["excluded"] for r in rows)
