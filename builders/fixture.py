@@ -125,6 +125,7 @@ def write_fixture_build(
             if with_analysis:
                 row.update({
                     "bpm": song.bpm, "bpm_confidence": 0.8, "key": song.key, "scale": song.scale, "key_strength": 0.7,
+                    "beats": [round(k * 60.0 / song.bpm, 2) for k in range(int(dur * song.bpm / 60.0))] if song.bpm else [],
                     "loudness_lufs": -14.0 - i, "danceability": 1.1, "silence_ratio": 0.0,
                     "stem_drums_db": -6.0, "instrument": list(song.instruments), "flags": [],
                     "brightness_hz": 1500.0 + 100 * i, "source_vocals": song.file.startswith("Karissa"),
