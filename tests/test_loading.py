@@ -28,12 +28,25 @@ Q16 = 1.0 / 32768
 DS3 = int(datasets.__version__.split(".")[0]) < 4
 
 
+def _chunk_rows(build: Path) -> dict:
+    return {r["chunk_id"]: r for r in pq.read_table(build / "chunks.parquet").to_pylist()}
+
+
 @pytest.fixture(scope="module")
-def built(shared_audio, tmp_path_factory):
+def fixture_built(shared_audio, tmp_path_factory):
+    """builders.fixture's build: made-up analysis values, and stems whose content is known (drums = chunk * 0.5)."""
     build = write_fixture_build(tmp_path_factory.mktemp("build"), shared_audio, songs=DEFAULT_SONGS, max_chunks=1, with_stems=True)
     art = build_dataset(build, PipelineConfig())
-    chunk_rows = {r["chunk_id"]: r for r in pq.read_table(build / "chunks.parquet").to_pylist()}
-    return build, art, chunk_rows
+    return build, art, _chunk_rows(build)
+
+
+@pytest.fixture(scope="module", params=["fixture", "real"])
+def built(request):
+    """The fixture build above, and a real small `--model none` build (conftest.real_small_build)."""
+    if request.param == "real":
+        build, art = request.getfixturevalue("real_small_build")
+        return build, art, _chunk_rows(build)
+    return request.getfixturevalue("fixture_built")
 
 
 def _assert_rows_match_chunk_files(ds, build: Path, chunk_rows: dict, split: str, art) -> None:
@@ -66,8 +79,8 @@ def test_loading_script_train_and_validation(built, tmp_path):
 
 
 @pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
-def test_loading_script_default_location_and_stems(built, tmp_path, monkeypatch):
-    build, art, chunk_rows = built
+def test_loading_script_default_location_and_stems(fixture_built, tmp_path, monkeypatch):
+    build, art, chunk_rows = fixture_built
     monkeypatch.setenv("MUSIC_MIXER_DATA", str(build))
     ds = datasets.load_dataset(str(SCRIPT), "stems", split="validation", trust_remote_code=True, cache_dir=str(tmp_path))
     row = ds[0]

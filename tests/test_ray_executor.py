@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ
+from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ, one_at_a_time
 from dataset_compare import assert_same_dataset, excerpt
 from processing.config import load_config
 from processing.executors.ray import RayExecutor
@@ -29,12 +29,14 @@ TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A local Ray cluster of 2 CPUs; its workers can import the test plug-ins (crash_tagger)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
-    yield ray
-    ray.shutdown()
+def cluster(tmp_path_factory):
+    """A local Ray cluster of 2 CPUs; its workers can import the test plug-ins (crash_tagger). One Ray cluster at a
+    time in the test session (pytest-xdist workers): a test below kills Ray workers by their process name."""
+    with one_at_a_time(tmp_path_factory, "ray-cluster"):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+        yield ray
+        ray.shutdown()
 
 
 def _cfg(tmp_path, name, *overrides):

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from builders.audiocraft_export import relocate
-from conftest import DRUM_BASS, PIANO, SONG_WITH_VOCALS, VIBE_ACE_LOWQ
+from conftest import DRUM_BASS, PIANO, SONG_WITH_VOCALS, VIBE_ACE_LOWQ, one_at_a_time
 from dataset_compare import assert_same_dataset, excerpt
 from processing.config import load_config
 from processing.pipeline import run_build
@@ -26,17 +26,18 @@ def s3_cluster(s3, tmp_path_factory):  # noqa: F811
     env = dict(FAKE_KEYS, AWS_EC2_METADATA_DISABLED="true",
                MUSIC_MIXER_LOCAL=str(tmp_path_factory.mktemp("node_local")))
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the cluster's processes inherit them
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2)
-    try:
-        yield s3
-    finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with one_at_a_time(tmp_path_factory, "ray-cluster"):  # test_ray_executor kills Ray workers by process name
+        os.environ.update(env)  # the cluster's processes inherit them
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2)
+        try:
+            yield s3
+        finally:
+            ray.shutdown()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def test_build_and_cache_on_s3_equal_the_local_build_and_a_rerun_reuses_the_cache(s3_cluster, shared_audio, tmp_path,
