@@ -323,8 +323,11 @@ def test_good_songs_come_out_unchanged_beside_the_bad_ones(corpus):
         (after,) = _song_rows(built, spec)
         assert not after["excluded"] and after["source_title"] == before["source_title"]
         assert (built.out / after["audio_path"]).read_bytes() == (baseline.out / before["audio_path"]).read_bytes()
-        differing = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        # every fact of the song is the same; its sampling weight is not a fact of the song but of the whole set
+        # (curate.weighting balances genres over every chunk of the split), so it moves when other songs come in
+        differing = {k: (before[k], after[k]) for k in before if before[k] != after[k] and k != "weight"}
         assert not differing, f"{spec.location}: {differing}"
+        assert after["weight"] > 0 and before["weight"] > 0
 
 
 @pytest.mark.slow

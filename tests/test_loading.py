@@ -73,9 +73,11 @@ def test_loading_script_train_and_validation(built, tmp_path):
     assert not {r for r in ds["train"]["song_id"]} & {r for r in ds["validation"]["song_id"]}
     row = ds["train"][0]
     assert row["description"] and row["licence"] and isinstance(row["instruments"], list)
-    # beat times (schema 1.3) load as a list of floats, one beat every 60/bpm s from the chunk's start
+    # beat times (schema 1.3) load as a list of floats, a beat about every 60/bpm s from the chunk's start
+    # (a tracked beat sits on the network's 10 ms frames: real builds jitter by a frame or two)
     assert len(row["beats"]) > 4 and all(isinstance(b, float) for b in row["beats"])
-    assert np.diff(row["beats"]) == pytest.approx(60.0 / row["bpm"], abs=0.011)
+    assert np.median(np.diff(row["beats"])) == pytest.approx(60.0 / row["bpm"], rel=0.03)
+    assert np.diff(row["beats"]) == pytest.approx(60.0 / row["bpm"], abs=0.03)
 
 
 @pytest.mark.skipif(not DS3, reason="loading scripts run only under datasets 3.x")
