@@ -21,6 +21,29 @@ SPEECH = "198-209-0000.hq.ogg"  # 13.9 s read speech, 16 kHz mono
 BIRD = "456440__inspectorj__bird-whistling-robin-single-13.hq.ogg"  # 2.7 s bird call
 
 
+# `make test` runs the modules on 2 pytest-xdist processes (--dist loadfile), handed out in collection order: the
+# slowest modules first (seconds, serial, 2-core machine), so that no long one starts last and runs alone.
+SLOW_MODULES_FIRST = (
+    "test_ray_executor",  # ~290 s
+    "test_faults_kill",  # ~245 s
+    "test_executor",  # ~200 s
+    "test_end_to_end",  # ~200 s
+    "test_musicgen_training",  # ~100 s
+    "test_bad_inputs",  # ~80 s
+    "test_build_cli",  # ~70 s
+    "test_curate",  # ~70 s
+    "test_beat_network",  # ~55 s
+    "test_ray_storage",  # ~50 s; after test_ray_executor has given the Ray lock back
+    "test_weights_download",  # ~45 s
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering; a stable sort keeps each module's order
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def shared_audio() -> Path:
     if not (SHARED_AUDIO / SONG_WITH_VOCALS).is_file():
