@@ -280,14 +280,10 @@ def activations(x44: np.ndarray, network: BeatNetwork, threads: int = 1) -> np.n
 
     Windows of WINDOW_S s (plus CONTEXT_S s each side) run as one batch (module docstring); `threads`: torch
     threads while the network runs (analysis runs one worker process per core: 1, as the tagger)."""
-    import torch
+    from .torch_threads import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _activations(x44, network)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _activations(x44: np.ndarray, network: BeatNetwork) -> np.ndarray:

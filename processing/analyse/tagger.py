@@ -130,18 +130,11 @@ class MusicnnTagger:
 
     def patch_scores(self, audio: AudioData) -> np.ndarray:
         """(patches, labels) scores of the 3 s patches of `audio`."""
-        import torch
-
         from .musicnn import SAMPLE_RATE
+        from .torch_threads import torch_threads
 
-        before = torch.get_num_threads()
-        if self.threads and self.threads != before:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self.models.scores(to_mono(audio, SAMPLE_RATE))
-        finally:
-            if self.threads and self.threads != before:
-                torch.set_num_threads(before)
 
     def tag(self, audio: AudioData) -> dict[str, float]:
         mean = self.patch_scores(audio).mean(axis=0)
