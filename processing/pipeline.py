@@ -7,7 +7,9 @@
                    separation_from_model (separate.demucs_separator)
     3 chunk and    chunk_song (chunk.stage)                    SeparatedSong -> chunk files + record
     4 convert
-    5 analyse      analyse_song (analyse.analyse)              SeparatedSong + chunks -> SongAnalysis
+    5 analyse      a FanOut (here): beat_window_part and       chunks + beat input -> measures, activations
+                   measure_chunk_part on any worker, then      -> SongAnalysis
+                   analysis_join: assemble_song (analyse.analyse)
     6 describe     describe_chunks (describe.describe)         SongAnalysis -> MusicGen metadata per chunk
     7 rows         song_rows (here)                            -> one row per chunk, on disk as the song ends
     8 table and    finish_build (here), build_dataset          rows -> chunks.parquet, data/, hf/, egs/, card
@@ -16,7 +18,8 @@
 
 The task functions below (``song_task``, ``finish_task``) are what executors run, anywhere: each takes
 one song and a picklable BuildContext and returns a SongOutcome (its rows' file, counts, busy seconds per
-stage, cache use, failures). The stage cache and failure capture wrap the stage functions here; an
+stage, cache use, failures), or, after chunking, a FanOut: the song's analysis as parts (a beat-network
+window, a chunk) that any free worker runs, and the join that assembles them into the song's rows. The stage cache and failure capture wrap the stage functions here; an
 executor (``processing.executors``) only decides where and when tasks run, and feeds the one model
 worker (``DemucsStream``) when the separator is a model.
 """
@@ -37,7 +40,7 @@ from .atomic import write_text_atomic
 from .cache import StageCache, stable_hash
 from .chunk.stage import STAGE_VERSION as CHUNK_VERSION, ChunkingResult, chunk_params, chunk_song, place_chunks
 from .config import PipelineConfig
-from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, SongTasks
+from .executors.base import BuildContext, Executor, FanOut, NeedsModel, PartFailed, SongOutcome, SongTasks
 from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
@@ -158,92 +161,220 @@ def _store_then_rows(song: Song, separation: Separation, model: str, ctx: BuildC
     return _rows_task(separated, ctx, outcome, lambda: separated)
 
 
+WORK_DIR = ".work"  # scratch of the songs in flight (what the chunk stage hands to analysis), under the build folder
+
+
+def handover_dir(ctx: BuildContext, song_id: str) -> Path:
+    """The scratch folder of one song in flight (processing.chunk.handover); its join removes it."""
+    return ctx.out_dir / WORK_DIR / song_id
+
+
 def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome,
-               full: Callable[[], SeparatedSong]) -> SongOutcome:
-    """Chunk, convert, analyse and describe one separated song; write its rows (failures go to the outcome).
+               full: Callable[[], SeparatedSong]) -> Union[SongOutcome, FanOut]:
+    """Chunk and convert one separated song; then its rows, or (analysis not cached) the FanOut that analyses
+    its chunks on any free worker and joins them into the rows (failures go to the outcome).
     ``separated`` may lack the stem levels; ``full()`` gives them, with the entry's files on this node."""
     cfg = ctx.cfg
     song_id = separated.song.song_id
     outcome.count("songs_separated")
     cache = open_cache(ctx)
     output = BuildOutput(ctx, cache)
+    handover = handover_dir(ctx, song_id) if cfg.analyse.enabled and cfg.analyse.tempo == "rnn" else None
     try:
         with outcome.timed("chunk+convert"):
             params = chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song_id)
             # The separation entry's folder name is its key: a hash of the source content and separation settings.
             entry, meta, hit = cache.get_or_compute(
                 "chunk", CHUNK_VERSION, separated.instrumental_path.parent.name, params,
-                lambda folder: chunk_song(full(), cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder))
+                lambda folder: chunk_song(full(), cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder, handover))
             outcome.cache_use("chunk", hit)
             chunk_files = entry.fetch() if output.needs_local_cache_files else entry.path
             chunking = place_chunks(separated, meta, chunk_files, cfg.convert, ctx.out_dir, output.place)
             chunking.cache_key, chunking.cached = entry.key, hit
     except Exception as exc:  # one song's failure must not stop the build
         outcome.failures.append(Failure(song_id, "chunk", f"{type(exc).__name__}: {exc}", "chunk"))
+        _remove_handover(handover)
         return outcome
     outcome.count("chunks_written", len(chunking.chunks))
     outcome.count("chunks_silent", len(chunking.skipped_silent))
     if not chunking.chunks:
         outcome.failures.append(Failure(song_id, "chunk", f"no chunk: song is {separated.song.duration_s:.1f} s, "
                                         f"shorter than chunk.min_tail_s={cfg.chunk.min_tail_s:g} s, or silent", "too_short"))
+        _remove_handover(handover)
         return outcome
-    analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
-    song_row: dict[str, Any] = {}
-    song_flags: list[str] = []
-    if cfg.analyse.enabled:
-        try:
-            def analysed() -> tuple[SeparatedSong, ChunkingResult]:  # on a miss: the files analysis reads, here
-                if not all(c.audio_path.is_file() for c in chunking.chunks):
-                    local = place_chunks(separated, meta, entry.fetch(), cfg.convert, ctx.out_dir)
-                    local.cache_key, local.cached = chunking.cache_key, chunking.cached
-                    return full(), local
-                return full(), chunking
+    if not cfg.analyse.enabled:
+        return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, [], ctx, outcome)
+    analysis = _analysis_entry(separated, chunking, cfg, cache)
+    if analysis.is_done():
+        _remove_handover(handover)
+        outcome.cache_use("analyse", True)
+        if cfg.describe.enabled:
+            outcome.cache_use("describe", True)
+        done = analysis.read_meta()
+        return _write_song_rows(separated, chunking, done["chunk_rows"], done["song_row"], done["song_flags"], ctx,
+                                outcome)
+    try:
+        with outcome.timed("analyse+describe"):
+            files = {c["chunk_id"]: c["file"] for c in meta["chunks"]}
+            return _analysis_fan_out(separated, chunking, (separated.instrumental_path.parent.name, params, files),
+                                     ctx, outcome, full, handover)
+    except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
+        _remove_handover(handover)
+        outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
+        return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, ["analysis_failed"], ctx,
+                                outcome)
 
-            with outcome.timed("analyse+describe"):
-                analysis_rows, song_row, song_flags = _analyse_and_describe(separated, analysed, chunking, cfg, cache,
-                                                                                 outcome)
-        except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
-            outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
-            song_flags = ["analysis_failed"]
-    rows = song_rows(separated, chunking, analysis_rows, song_row, song_flags, cfg, ctx.out_dir)
+
+def _write_song_rows(separated: SeparatedSong, chunking: ChunkingResult, analysis_rows: list[dict[str, Any]],
+                     song_row: dict[str, Any], song_flags: list[str], ctx: BuildContext,
+                     outcome: SongOutcome) -> SongOutcome:
+    """The song's table rows, on disk as the song ends (the outcome names the file)."""
+    rows = song_rows(separated, chunking, analysis_rows, song_row, song_flags, ctx.cfg, ctx.out_dir)
     for row in rows:
         if row["excluded"]:
             outcome.excluded.append({"chunk_id": row["chunk_id"], "reason": row["exclude_reason"]})
         outcome.written.append(row["audio_path"])
         outcome.written.extend(json.loads(row["stem_paths"]).values())
     outcome.chunks = len(rows)
-    outcome.rows_file = output.write_rows(song_id, rows)
+    outcome.rows_file = BuildOutput(ctx, open_cache(ctx)).write_rows(separated.song.song_id, rows)
     return outcome
 
 
-def _analyse_and_describe(separated: SeparatedSong, inputs: Callable[[], tuple[SeparatedSong, ChunkingResult]],
-                          chunking: ChunkingResult, cfg: PipelineConfig, cache: StageCache,
-                          outcome: SongOutcome) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """Per-chunk analysis+description rows, the song row and song flags (cached per song); ``inputs()``
-    gives the separation and chunks with their files on this node (called only on a miss)."""
-    from .analyse.analyse import WholeSong, analyse_song
-    from .describe.describe import describe_chunks
+def _remove_handover(folder: Optional[Path]) -> None:
+    if folder is not None:
+        import shutil
 
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _analysis_entry(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig, cache: StageCache):
+    """The song's analysis+description cache entry (keyed by its chunks' entry and every setting that counts)."""
     analyse_params = {k: v for k, v in cfg.analyse.__dict__.items() if k not in ANALYSE_PLACEMENT_KEYS}
     params = {"analyse": analyse_params, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
               "metadata": separated.song.metadata.to_dict(), "model": separated.model}
+    return cache.entry("analyse", ANALYSE_VERSION, chunking.cache_key, params)
 
-    def compute(_folder: Path) -> dict[str, Any]:
-        separated, chunking = inputs()
-        whole = WholeSong(chunking.instrumental_duration_s, chunking.instrumental_loudness_lufs,
-                          chunking.instrumental_peak)
-        analysis = analyse_song(separated, chunking.chunks, cfg.analyse, whole)
-        rows = [dict(r) for r in analysis.chunk_rows()]
+
+# ----------------------------------------------------------------------------- analysis, spread over the workers
+
+
+def _analysis_fan_out(separated: SeparatedSong, chunking: ChunkingResult,
+                      chunk_entry: tuple[str, dict[str, Any], dict[str, str]],
+                      ctx: BuildContext, outcome: SongOutcome, full: Callable[[], SeparatedSong],
+                      handover: Optional[Path]) -> FanOut:
+    """The song's analysis as parts any worker may run: the beat network's windows over the whole instrumental
+    (first: the longest parts), then one part per chunk (features, tagger); ``analysis_join`` assembles them."""
+    from .analyse.analyse import check_config
+
+    check_config(ctx.cfg.analyse)  # e.g. the tagger's weights: fail here, once, not in every part
+    song = separated.song
+    parts: list[tuple[Callable[..., Any], tuple]] = []
+    windows: list[Any] = []
+    if handover is not None:
+        from .analyse.beat_network import frame_count, windows as beat_windows
+        from .chunk.handover import ensure_beat_input
+
+        beat_input = ensure_beat_input(full().instrumental_path, handover)  # made here when the chunks were cached
+        windows = beat_windows(frame_count(beat_input.stat().st_size // 4))
+        parts += [(beat_window_part, (song, ctx, window)) for window in windows]
+    parts += [(measure_chunk_part, (chunk, ctx, chunk_entry)) for chunk in chunking.chunks]
+    return FanOut(song.song_id, parts, analysis_join, (separated, chunking, len(windows), outcome, ctx))
+
+
+def _separation_on_this_node(song: Song, ctx: BuildContext) -> SeparatedSong:
+    """The song's separation entry, its files (and stem levels) on this node."""
+    entry = separation_entry(song, ctx, open_cache(ctx))
+    return load_separation(song, entry.fetch(), entry.read_meta())
+
+
+def beat_window_part(song: Song, ctx: BuildContext, window: Any) -> tuple[Any, float, str]:
+    """A part: the beat network's activations over one window of the song (processing.analyse.beat_network),
+    read from the beat input the chunk stage handed over (made again here if this node lacks it)."""
+    from .analyse.analyse import _beat_network
+    from .analyse.beat_network import window_activations
+    from .chunk.handover import ensure_beat_input, read_beat_input
+
+    started = time.perf_counter()
+    folder = handover_dir(ctx, song.song_id)
+    path = folder / "beat_input.f32"
+    if not path.is_file():
+        path = ensure_beat_input(_separation_on_this_node(song, ctx).instrumental_path, folder)
+    acts = window_activations(read_beat_input(path), _beat_network(ctx.cfg.analyse), window,
+                              ctx.cfg.analyse.tagger_threads)
+    return acts, time.perf_counter() - started, _worker_name()
+
+
+def measure_chunk_part(chunk: Any, ctx: BuildContext, chunk_entry: tuple[str, dict[str, Any], dict[str, str]]
+                       ) -> tuple[Any, float, str]:
+    """A part: one chunk's measures (features, the tagger's scores), read from its file in the build, or from
+    the chunk stage's cache entry when this node has no copy in the build."""
+    from .analyse.analyse import measure_chunk_file
+
+    started = time.perf_counter()
+    path = None
+    if not chunk.audio_path.is_file():
+        key, params, files = chunk_entry
+        path = open_cache(ctx).entry("chunk", CHUNK_VERSION, key, params).fetch() / files[chunk.chunk_id]
+    return measure_chunk_file(chunk, ctx.cfg.analyse, path), time.perf_counter() - started, _worker_name()
+
+
+def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts: int, outcome: SongOutcome,
+                  ctx: BuildContext, results: list[Any]) -> SongOutcome:
+    """The join of a song's analysis: the beat windows' activations and the chunks' measures (``results``, in
+    the order ``_analysis_fan_out`` gave the parts) assembled into the song's analysis and descriptions
+    (cached), then its rows. A failed part fails the song's analysis: its chunks are kept, excluded."""
+    import numpy as np
+
+    from .analyse.analyse import WholeSong, assemble_song
+    from .describe.describe import describe_chunks
+
+    cfg = ctx.cfg
+    song_id = separated.song.song_id
+    before, outcome.worker = outcome.worker, _worker_name()
+    song_flags: list[str] = []
+    analysis_rows: list[dict[str, Any]] = [{} for _ in chunking.chunks]
+    song_row: dict[str, Any] = {}
+    try:
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, PartFailed)]
+        done = [r for r in results if not isinstance(r, PartFailed)]
+        outcome.add_busy("analyse+describe", sum(r[1] for r in done))  # (value, busy seconds, worker) each
+        outcome.helpers = sorted(({r[2] for r in done} | {before}) - {outcome.worker, ""})
+        if failed:
+            i, first = failed[0]
+            what = f"beat window {i + 1}" if i < beat_parts else f"chunk {chunking.chunks[i - beat_parts].chunk_id}"
+            raise RuntimeError(f"{len(failed)} of {len(results)} analysis parts failed; {what}: {first}")
+        with outcome.timed("analyse+describe"):
+            song_acts = np.concatenate([r[0] for r in results[:beat_parts]]) if beat_parts else None
+            measures = [r[0] for r in results[beat_parts:]]
+            full = _separation_on_this_node(separated.song, ctx)
+            whole = WholeSong(chunking.instrumental_duration_s, chunking.instrumental_loudness_lufs,
+                              chunking.instrumental_peak)
+            analysis = assemble_song(full, chunking.chunks, measures, song_acts, cfg.analyse, whole)
+            rows = [dict(r) for r in analysis.chunk_rows()]
+            if cfg.describe.enabled:
+                for row, desc in zip(rows, describe_chunks(full.song, analysis, chunking.chunks, cfg.describe)):
+                    row.update(desc)
+            meta = {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
+            cache = open_cache(ctx)
+            entry = _analysis_entry(separated, chunking, cfg, cache)
+            folder = entry.begin()
+            try:
+                entry.finish(meta)
+            except BaseException:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        outcome.cache_use("analyse", False)
         if cfg.describe.enabled:
-            for row, desc in zip(rows, describe_chunks(separated.song, analysis, chunking.chunks, cfg.describe)):
-                row.update(desc)
-        return {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
-
-    _entry, meta, hit = cache.get_or_compute("analyse", ANALYSE_VERSION, chunking.cache_key, params, compute)
-    outcome.cache_use("analyse", hit)
-    if cfg.describe.enabled:
-        outcome.cache_use("describe", hit)
-    return meta["chunk_rows"], meta["song_row"], meta["song_flags"]
+            outcome.cache_use("describe", False)
+        analysis_rows, song_row, song_flags = meta["chunk_rows"], meta["song_row"], meta["song_flags"]
+    except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
+        outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
+        song_flags = ["analysis_failed"]
+    finally:
+        _remove_handover(handover_dir(ctx, song_id))
+    return _write_song_rows(separated, chunking, analysis_rows, song_row, song_flags, ctx, outcome)
 
 
 # ----------------------------------------------------------------------------- rows
@@ -434,6 +565,7 @@ def finish_build(cfg: PipelineConfig, ctx: BuildContext, outcomes: list[SongOutc
     import shutil
 
     shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)
+    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
     return BuildResult(out_dir, table_path, report_path, report, str(out_dir))
 
 
@@ -533,6 +665,7 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
     report.settings["code_version"] = __version__
     report.count("sources", len(sources))
     shutil.rmtree(out_dir / ROWS_DIR, ignore_errors=True)  # rows of an interrupted run are made again
+    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)  # and the scratch of its songs in flight
     if ctx.out_store is not None:
         ctx.out_store.open().delete_prefix(ROWS_DIR)
     download_dir = Path(cfg.ingest.cache_dir) if cfg.ingest.cache_dir else cache.root / "downloads"

@@ -67,6 +67,10 @@ class BuildReport:
                 target[stage] = target.get(stage, 0) + n
         if outcome.counts.get("songs_separated"):
             self.audio_s += outcome.audio_s
+        for helper in getattr(outcome, "helpers", []):  # workers that ran parts of the song (its chunks' analysis)
+            self.workers.setdefault(helper, {"songs": 0, "chunks": 0})
+            node = self.nodes.setdefault(node_of(helper), {"songs": 0, "chunks": 0, "audio_s": 0.0, "processes": 0})
+            node["processes"] = sum(1 for w in self.workers if node_of(w) == node_of(helper))
         if outcome.worker:
             entry = self.workers.setdefault(outcome.worker, {"songs": 0, "chunks": 0})
             entry["songs"] += 1

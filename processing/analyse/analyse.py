@@ -207,35 +207,65 @@ class SongAnalysis:
 # ---------------------------------------------------------------- single pieces of audio
 
 
-def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
-                  report: Optional[InstrumentReport] = None, activations: Optional[np.ndarray] = None) -> ChunkAnalysis:
-    """Measure one piece of audio: features, the tagger's scores (``cfg.tagger``), instruments heard
-    (`report`: the stems' report for this span; None: feature cues), "is this music?" and vocal flags,
-    derived moods. ``analyse.tempo=rnn``: tempo and beats from `activations` (this audio's slice of the
-    song's beat activations; None: computed on this audio)."""
+@dataclass
+class ChunkMeasures:
+    """The heavy pass over one piece of audio (features, the tagger's scores, spectral flatness): all that
+    needs its samples. A build runs it for each chunk as one part of the song's fan-out, on any worker; the
+    song's join then adds the beat (``judge``), which needs the whole song's beat activations."""
+
+    name: str
+    features: Features  # with analyse.tempo=rnn: tempo fields empty (filled by judge)
+    tag_scores: dict[str, float]
+    noise_flatness: float
+
+
+def measure_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio") -> ChunkMeasures:
+    """Features, the tagger's scores (``cfg.tagger``) and the noise flatness of one piece of audio."""
     features = measure(audio, cfg.key_profile, cfg.silence_db, cfg.tempo)
-    if cfg.tempo == "rnn":
-        if activations is None:
-            activations = _activations(audio, cfg)
-        features = _with_tempo(features, beat_tempo.estimate(activations))
-    report = report if report is not None else from_features(features)
     tagger = _tagger(cfg)
     scores = tagger.tag(audio) if tagger is not None else {}
+    return ChunkMeasures(name, features, scores, round(noise_flatness(to_mono(audio, NOISE_RATE)), 4))
+
+
+def judge(measures: ChunkMeasures, cfg: AnalyseConfig, activations: Optional[np.ndarray] = None,
+          report: Optional[InstrumentReport] = None) -> ChunkAnalysis:
+    """From a piece's measures: tempo and beats (``analyse.tempo=rnn``: from `activations`, this piece's beat
+    activations), instruments heard (`report`: the stems' report for this span; None: feature cues), "is this
+    music?" and vocal flags, derived moods. Cheap: no audio is read."""
+    features = measures.features
+    if cfg.tempo == "rnn":
+        if activations is None:
+            raise AnalysisError(f"{measures.name}: analyse.tempo=rnn needs the beat activations")
+        features = _with_tempo(features, beat_tempo.estimate(activations))
+    report = report if report is not None else from_features(features)
+    has_tagger = _tagger(cfg) is not None
+    scores = measures.tag_scores
     facts = chunk_facts(scores)
-    heard = facts.instruments if tagger is not None else None
+    heard = facts.instruments if has_tagger else None
     names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
                                        facts.drum_score)
-    flatness = round(noise_flatness(to_mono(audio, NOISE_RATE)), 4)
+    flatness = measures.noise_flatness
     flags: list[str] = []
     if cfg.flag_non_music:
         flags = music_flags(features, facts.instrument_score, flatness, facts.vocal_score, facts.genre_score)
         if facts.vocal_score is not None and facts.vocal_score >= cfg.vocal_threshold:
             flags.append("vocals_heard")
     return ChunkAnalysis(
-        name, features, report, None, flags, derive_moods(features) if cfg.derive_moods else [],
+        measures.name, features, report, None, flags, derive_moods(features) if cfg.derive_moods else [],
         tag_scores=scores, vocal_score=facts.vocal_score, instrument_score=facts.instrument_score,
         heard_instruments=names, instrument_sources=sources, noise_flatness=flatness,
     )
+
+
+def analyse_audio(audio: AudioData, cfg: AnalyseConfig, name: str = "audio",
+                  report: Optional[InstrumentReport] = None, activations: Optional[np.ndarray] = None) -> ChunkAnalysis:
+    """Measure and judge one piece of audio (``measure_audio`` then ``judge``). ``analyse.tempo=rnn``: tempo
+    and beats from `activations` (this audio's slice of the song's beat activations; None: computed on this
+    audio)."""
+    measures = measure_audio(audio, cfg, name)
+    if cfg.tempo == "rnn" and activations is None:
+        activations = _activations(audio, cfg)
+    return judge(measures, cfg, activations, report)
 
 
 def analyse_file(path: Path, cfg: AnalyseConfig) -> ChunkAnalysis:
@@ -384,31 +414,57 @@ def check_config(cfg: AnalyseConfig) -> None:
 
 def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig,
                  whole: Optional[WholeSong] = None) -> SongAnalysis:
-    """Analyse a separated song and its chunks (rows aligned with `chunks`).
+    """Analyse a separated song and its chunks in this process (rows aligned with `chunks`): the beat network
+    over the whole instrumental, ``measure_audio`` on each chunk's file, then ``assemble_song``. A build
+    spreads the same work over its workers instead (processing.pipeline: a part per chunk and per beat
+    window, then the join); both give the same rows.
 
     ``whole``: the instrumental's duration, loudness and peak when the caller measured them already
     (the chunk stage does, on the audio it converts); else the instrumental is decoded to measure them.
     """
     check_config(cfg)
-    song = separated.song
-    levels = separated.levels
-    stem_names = set(levels.stems) if levels else set()
-    has_instrument_stems = bool(stem_names & set(INSTRUMENT_STEMS))
-    whole_audio: Optional[AudioData] = None
     song_acts: Optional[np.ndarray] = None
+    whole_audio: Optional[AudioData] = None
     if cfg.tempo == "rnn":  # the beat network runs once over the whole instrumental; chunks take their slices
         whole_audio = audio_io.decode(separated.instrumental_path)
         song_acts = _activations(whole_audio, cfg)
+    measures = [measure_chunk_file(chunk, cfg) for chunk in chunks]
+    if not chunks:  # too short to chunk: measure the song itself
+        whole_audio = whole_audio if whole_audio is not None else audio_io.decode(separated.instrumental_path)
+        single = analyse_audio(whole_audio, cfg, separated.song.song_id, activations=song_acts)
+        return _song_analysis(separated, [], single, single.features, single.flags, cfg)
+    if whole is None:
+        whole = WholeSong.measure(whole_audio if whole_audio is not None else audio_io.decode(separated.instrumental_path))
+    return assemble_song(separated, chunks, measures, song_acts, cfg, whole)
+
+
+def measure_chunk_file(chunk: Chunk, cfg: AnalyseConfig, path: Optional[Path] = None) -> ChunkMeasures:
+    """``measure_audio`` on a chunk's file (`path`: where it is on this node, if not at ``chunk.audio_path``)."""
+    try:
+        audio = audio_io.decode(path or chunk.audio_path)
+    except audio_io.AudioDecodeError as exc:
+        raise AnalysisError(f"chunk {chunk.chunk_id} of song {chunk.song_id}: {exc}") from exc
+    return measure_audio(audio, cfg, chunk.chunk_id)
+
+
+def chunk_activations(song_acts: np.ndarray, chunk: Chunk) -> np.ndarray:
+    """A chunk's slice of its song's beat activations."""
+    return song_acts[int(round(chunk.start_s * beat_tempo.FPS)): int(round(chunk.end_s * beat_tempo.FPS))]
+
+
+def assemble_song(separated: SeparatedSong, chunks: list[Chunk], measures: list[ChunkMeasures],
+                  song_acts: Optional[np.ndarray], cfg: AnalyseConfig, whole: WholeSong) -> SongAnalysis:
+    """A song's analysis from its chunks' measures (aligned with `chunks`, at least one) and the whole song's
+    beat activations (``analyse.tempo=rnn``; None otherwise): each chunk judged with its slice of the
+    activations and the stems' report over its span, then the song's own facts. No audio is read
+    (``separated`` needs its stem levels)."""
+    levels = separated.levels
+    stem_names = set(levels.stems) if levels else set()
+    has_instrument_stems = bool(stem_names & set(INSTRUMENT_STEMS))
     analysed: list[ChunkAnalysis] = []
-    for chunk in chunks:
-        try:
-            audio = audio_io.decode(chunk.audio_path)
-        except audio_io.AudioDecodeError as exc:
-            raise AnalysisError(f"chunk {chunk.chunk_id} of song {song.song_id}: {exc}") from exc
-        acts = None
-        if song_acts is not None:
-            acts = song_acts[int(round(chunk.start_s * beat_tempo.FPS)): int(round(chunk.end_s * beat_tempo.FPS))]
-        result = analyse_audio(audio, cfg, chunk.chunk_id, activations=acts)
+    for chunk, measured in zip(chunks, measures):
+        acts = chunk_activations(song_acts, chunk) if song_acts is not None else None
+        result = judge(measured, cfg, acts)
         report, residual = result.instruments, None
         if levels is not None and levels.stems:
             stem_report = from_levels(levels, chunk.start_s, chunk.end_s, cfg.stem_presence_db, cfg.silence_db)
@@ -426,21 +482,23 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
             flags.append("residual_vocals")
         analysed.append(_with_report(result, report, residual, flags, cfg))
 
-    if (whole is None or not analysed) and whole_audio is None:
-        whole_audio = audio_io.decode(separated.instrumental_path)
-    whole = whole or WholeSong.measure(whole_audio)
-    single: Optional[ChunkAnalysis] = None
-    if analysed:
-        features = _aggregate(analysed, whole)
-        if song_acts is not None:  # the song's tempo from the whole song's activations (beats stay per chunk)
-            features = replace(_with_tempo(features, beat_tempo.estimate(song_acts)), beats=[])
-        # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
-        counts = Counter(flag for c in analysed for flag in set(c.flags))
-        song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
-    else:  # too short to chunk: measure the song itself
-        single = analyse_audio(whole_audio, cfg, song.song_id, activations=song_acts)
-        features, song_flags = single.features, single.flags
+    features = _aggregate(analysed, whole)
+    if song_acts is not None:  # the song's tempo from the whole song's activations (beats stay per chunk)
+        features = replace(_with_tempo(features, beat_tempo.estimate(song_acts)), beats=[])
+    # a song flag applies to every chunk (the pipeline excludes them all): only flags most chunks share
+    counts = Counter(flag for c in analysed for flag in set(c.flags))
+    song_flags = [flag for flag, n in counts.items() if n * 2 > len(analysed)]
+    return _song_analysis(separated, analysed, None, features, song_flags, cfg)
 
+
+def _song_analysis(separated: SeparatedSong, analysed: list[ChunkAnalysis], single: Optional[ChunkAnalysis],
+                   features: Features, song_flags: list[str], cfg: AnalyseConfig) -> SongAnalysis:
+    """The song's own facts (genre, moods, instruments, scores) from its judged chunks (or, for a song too
+    short to chunk, the song judged as one piece: `single`)."""
+    song = separated.song
+    levels = separated.levels
+    stem_names = set(levels.stems) if levels else set()
+    has_instrument_stems = bool(stem_names & set(INSTRUMENT_STEMS))
     said = _source_words(song.metadata)
     tag_scores = _mean_scores(analysed or [single])
     # genre and mood from what the model hears in the chunks that are music (never from speech or silence)

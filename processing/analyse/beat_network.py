@@ -286,21 +286,51 @@ def activations(x44: np.ndarray, network: BeatNetwork, threads: int = 1) -> np.n
         return _activations(x44, network)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Frames ``start..stop`` of a song's activations, computed over frames ``first..last`` (with context)."""
+
+    start: int
+    stop: int
+    first: int
+    last: int
+
+
+def frame_count(samples: int) -> int:
+    """Activations (frames) of `samples` samples of 44.1 kHz audio."""
+    return int(np.ceil(samples / HOP))
+
+
+def windows(total: int) -> list[Window]:
+    """The windows a song of `total` frames runs in (module docstring): one up to WINDOW_S seconds."""
+    win, ctx = int(WINDOW_S * FPS), int(CONTEXT_S * FPS)
+    return [Window(s, min(total, s + win), max(0, s - ctx), min(total, s + win + ctx)) for s in range(0, total, win)]
+
+
+def window_activations(x44: np.ndarray, network: BeatNetwork, window: Window, threads: int = 1) -> np.ndarray:
+    """One window's activations (frames ``window.start..stop``); `x44` may be a memory map of the whole song
+    (only the samples the window's frames reach are read). A build runs each window as a part of its own."""
+    import torch
+
+    from .torch_threads import torch_threads
+
+    feats = features(x44, window.first, window.last - window.first)
+    with torch_threads(threads), torch.inference_mode():
+        act = network(torch.from_numpy(feats[None]).to(network.device)).float().cpu().numpy()[0]
+    return act[window.start - window.first: window.stop - window.first]
+
+
 def _activations(x44: np.ndarray, network: BeatNetwork) -> np.ndarray:
     import torch
 
-    total = int(np.ceil(len(x44) / HOP))
+    total = frame_count(len(x44))
     if total == 0:
         return np.zeros(0, np.float32)
-    win, ctx = int(WINDOW_S * FPS), int(CONTEXT_S * FPS)
-    starts = list(range(0, total, win))
-    spans = [(max(0, s - ctx), min(total, s + win + ctx)) for s in starts]
-    length = max(b - a for a, b in spans)
-    batch = np.zeros((len(spans), length, sum(2 * filterbank(s).shape[1] for s in FRAME_SIZES)), np.float32)
-    lengths = []
-    for i, (a, b) in enumerate(spans):
-        batch[i, : b - a] = features(x44, a, b - a)
-        lengths.append(b - a)
+    parts = windows(total)
+    lengths = [w.last - w.first for w in parts]
+    batch = np.zeros((len(parts), max(lengths), sum(2 * filterbank(s).shape[1] for s in FRAME_SIZES)), np.float32)
+    for i, w in enumerate(parts):
+        batch[i, : lengths[i]] = features(x44, w.first, lengths[i])
     out = np.zeros(total, np.float32)
     with torch.inference_mode():
         # windows shorter than the longest are run on their own: zero padding would feed the backward LSTMs
@@ -308,7 +338,6 @@ def _activations(x44: np.ndarray, network: BeatNetwork) -> np.ndarray:
             rows = [i for i, n in enumerate(lengths) if n == size]
             acts = network(torch.from_numpy(batch[rows, :size]).to(network.device)).float().cpu().numpy()
             for row, act in zip(rows, acts):
-                s, (a, _b) = starts[row], spans[row]
-                e = min(total, s + win)
-                out[s:e] = act[s - a: e - a]
+                w = parts[row]
+                out[w.start: w.stop] = act[w.start - w.first: w.stop - w.first]
     return out

@@ -13,12 +13,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .. import audio_io
 from ..config import ChunkConfig, ConvertConfig
 from ..loudness import loudness
 from ..types import Chunk, SeparatedSong
+from .handover import write_beat_input
 from .convert import peak_safe, to_training_format, write_chunk
 from .spans import cut, is_silent, plan_chunks, rms_db
 
@@ -48,10 +49,13 @@ def chunk_params(chunk_cfg: ChunkConfig, convert_cfg: ConvertConfig, keep_stems:
 
 
 def chunk_song(separated: SeparatedSong, chunk_cfg: ChunkConfig, convert_cfg: ConvertConfig, keep_stems: bool,
-               folder: Path) -> dict[str, Any]:
-    """Convert, measure and cut one song into ``folder``; return the record of what was written."""
+               folder: Path, handover: Optional[Path] = None) -> dict[str, Any]:
+    """Convert, measure and cut one song into ``folder``; return the record of what was written.
+    ``handover``: a scratch folder that also gets the beat network's input (``handover.BEAT_INPUT``)."""
     song = separated.song
     source = audio_io.decode(separated.instrumental_path)
+    if handover is not None:
+        write_beat_input(source, handover)
     whole = {"instrumental_loudness_lufs": round(loudness(source), 4),
              "instrumental_peak": float(abs(source.samples).max(initial=0.0)),
              "instrumental_duration_s": source.duration_s}

@@ -53,6 +53,7 @@ class SongOutcome:
     written: list[str] = field(default_factory=list)  # build files of this song, relative to the build folder
     audio_s: float = 0.0  # the song's length (for audio-hours-per-hour figures)
     worker: str = ""  # where it ran (host:pid)
+    helpers: list[str] = field(default_factory=list)  # other workers that ran parts of it (host:pid)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -80,18 +81,61 @@ class NeedsModel:
     outcome: SongOutcome
 
 
+@dataclass
+class FanOut:
+    """A song's next work split into parts that any free worker may run at the same time, then joined (the
+    answer of a task when one song holds more work than one core should do alone: its chunks' analysis).
+
+    ``parts``: (function, args) pairs, each run as one task (module-level functions: they pickle by name);
+    when every part is back, ``join(*join_args, results)`` runs as one more task, ``results`` in the parts'
+    order, a part that failed (its own error, or its worker died) given as a ``PartFailed``. The join
+    returns the song's SongOutcome (or fans out again)."""
+
+    song_id: str
+    parts: list[tuple[Callable[..., Any], tuple]]
+    join: Callable[..., Any]
+    join_args: tuple
+
+
+class PartFailed(RuntimeError):
+    """A part of a FanOut that gave no result: the reason, as plain text (it travels to the join's process)."""
+
+
+@dataclass
+class FanIn:
+    """An executor's record of one FanOut in flight: its parts' results as they come back."""
+
+    fan: FanOut
+    results: list[Any] = field(default_factory=list)
+    left: int = 0
+
+    @classmethod
+    def start(cls, fan: FanOut) -> "FanIn":
+        return cls(fan, [None] * len(fan.parts), len(fan.parts))
+
+    def arrive(self, index: int, result: Any) -> bool:
+        """Record part ``index``'s result; True when it was the last one (the join may run)."""
+        self.results[index] = result
+        self.left -= 1
+        return self.left == 0
+
+    def join_args(self) -> tuple:
+        return (*self.fan.join_args, self.results)
+
+
 @dataclass(frozen=True)
 class SongTasks:
     """The pipeline's task functions, handed to an executor (module-level functions: they pickle by name).
 
     - ``needs_model(song, ctx) -> bool``: driver side, cheap: must this song go through the model worker?
-    - ``song_task(song, ctx) -> SongOutcome | NeedsModel``: a CPU worker's whole share of one song.
-    - ``finish_task(song, model_output, outcome, ctx) -> SongOutcome``: after the model worker.
+    - ``song_task(song, ctx) -> SongOutcome | NeedsModel | FanOut``: a CPU worker's share of one song up to
+      its rows, or up to the parts that other workers may share (FanOut).
+    - ``finish_task(song, model_output, outcome, ctx) -> SongOutcome | FanOut``: after the model worker.
     - ``model_failure(song, error, outcome) -> SongOutcome``: a song the model worker could not separate.
     """
 
     needs_model: Callable[[Song, BuildContext], bool]
-    song_task: Callable[[Song, BuildContext], Union[SongOutcome, NeedsModel]]
+    song_task: Callable[[Song, BuildContext], Union[SongOutcome, NeedsModel, FanOut]]
     finish_task: Callable[..., SongOutcome]
     model_failure: Callable[[Song, BaseException, SongOutcome], SongOutcome]
 

@@ -3,7 +3,9 @@
 Songs stream through the stages as soon as each is ready:
 - ingest runs in a thread (its downloads on threads of their own) and hands over each song as it is done;
 - CPU work (decode, resample, chunk and encode, analyse, describe, and separation by the ``none`` and
-  ``offline`` separators) runs in a pool of ``workers`` processes (one per core by default). The pool is
+  ``offline`` separators) runs in a pool of ``workers`` processes (one per core by default). A song's
+  chunks are analysed by any free worker: after chunking, its task answers with a FanOut (one part per
+  chunk, and the beat network's windows), whose join assembles the song; so one long song uses every core. The pool is
   pebble's: a worker that dies (a crash, the out-of-memory killer) fails only the song it was working on,
   which the report names, and is replaced;
 - a model separator (Demucs) runs in one model worker thread of this process, on the GPU when there is
@@ -29,7 +31,7 @@ from collections import deque
 from typing import Any, Iterable, Iterator, Optional
 
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongsInFlight, SongTasks, feed_ingest
+from .base import BuildContext, FanIn, FanOut, NeedsModel, PartFailed, SongOutcome, SongsInFlight, SongTasks, feed_ingest
 
 log = logging.getLogger("music_mixer")
 
@@ -193,12 +195,20 @@ class LocalExecutor:
         feed_ingest(items, slots, stop_ingest, lambda kind, payload: events.put((kind, None, payload)))
 
         flight = SongsInFlight(slots, model_capacity)
-        phase: dict[str, str] = {}  # song id -> "cpu", "prepare", "model" or "finish"
+        phase: dict[str, str] = {}  # song id -> "cpu", "prepare", "model", "finish", "parts" or "join"
         model_error: Optional[BaseException] = None  # the model worker broke: later model songs fail with this
 
-        def schedule(fn, key: str, *args) -> None:
+        fans: dict[str, FanIn] = {}  # song id -> its parts in flight (a song's chunks analysed by any worker)
+
+        def schedule(fn, key: str, *args, kind: str = "task") -> None:
             future = pool.schedule(fn, args=args)
-            future.add_done_callback(lambda f, key=key: events.put(("task", key, f)))
+            future.add_done_callback(lambda f, key=key: events.put((kind, key, f)))
+
+        def fan_out(fan: FanOut) -> None:
+            fans[fan.song_id] = FanIn.start(fan)
+            phase[fan.song_id] = "parts"
+            for index, (fn, args) in enumerate(fan.parts):
+                schedule(fn, (fan.song_id, index), *args, kind="part")
 
         def admit_model_songs() -> None:
             for song in flight.admit_to_model():
@@ -256,7 +266,23 @@ class LocalExecutor:
                             continue
                         flight.model_share -= 1  # it left without the model (e.g. its file no longer decodes)
                         admit_model_songs()
+                    if isinstance(result, FanOut):
+                        fan_out(result)
+                        continue
                     yield done(result)
+                elif kind == "part":
+                    song_id, index = key
+                    try:
+                        result = payload.result()
+                    except ProcessExpired as exc:
+                        result = PartFailed(_describe_death(exc))
+                    except Exception as exc:  # the part's own error: the join reports it
+                        result = PartFailed(f"{type(exc).__name__}: {exc}")
+                    fan = fans[song_id]
+                    if fan.arrive(index, result):
+                        del fans[song_id]
+                        phase[song_id] = "join"
+                        schedule(fan.fan.join, song_id, *fan.join_args())
                 elif kind == "model":
                     song = flight.songs[key]
                     flight.model_share -= 1

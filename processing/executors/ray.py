@@ -3,7 +3,8 @@
 It calls the very same task functions (``SongTasks``) as the local executor; only where they run changes:
 - CPU work (``song_task``, ``finish_task``: decode, the ``none``/``offline`` separators, preparing songs for
   the model, chunk, convert, analyse, describe, rows) runs as Ray tasks on any node, retried by Ray
-  (``max_retries``) when the worker process or its node dies;
+  (``max_retries``) when the worker process or its node dies; a song's analysis parts (a FanOut: its beat
+  windows and chunks) run as tasks of their own, so a long song spreads over the cluster;
 - a model separator (Demucs) runs in model actors: one per GPU of the cluster (``num_gpus=1``), or one CPU
   actor on a cluster without GPUs. Each loads the weights on its own node and drives a ``DemucsStream``
   from a thread (the local executor's model worker), so segments of several songs share each batch;
@@ -40,7 +41,7 @@ import ray
 
 from ..separate.base import SeparatorError
 from ..types import Failure, Song
-from .base import BuildContext, NeedsModel, SongOutcome, SongsInFlight, SongTasks, feed_ingest
+from .base import BuildContext, FanIn, FanOut, NeedsModel, PartFailed, SongOutcome, SongsInFlight, SongTasks, feed_ingest
 from .local import ONE_THREAD_ENV
 
 log = logging.getLogger("music_mixer")
@@ -355,6 +356,8 @@ class RayExecutor:
         one_thread = {"env_vars": dict(ONE_THREAD_ENV)}  # as the local executor's workers: set before any import
         song_task = _song_task.options(max_retries=self.max_retries, runtime_env=one_thread)
         finish_task = _finish_task.options(max_retries=self.max_retries, runtime_env=one_thread)
+        part_task = _call.options(max_retries=self.max_retries, runtime_env=one_thread)
+        fans: dict[str, FanIn] = {}  # song id -> its parts in flight (a song's chunks analysed on any worker)
 
         events: queue.Queue = queue.Queue()
         slots = threading.Semaphore(max_in_flight)
@@ -384,6 +387,21 @@ class RayExecutor:
                 pending[status] = ("prepare", song.song_id)
                 held[song.song_id] = prepared
 
+        def fan_out(fan: FanOut) -> None:
+            fans[fan.song_id] = FanIn.start(fan)
+            for index, (fn, args) in enumerate(fan.parts):
+                pending[part_task.remote(fn, *args)] = ("part", (fan.song_id, index))
+
+        def part_done(ref: Any, song_id: str, index: int) -> None:
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # its own error, or its worker died on every try
+                result = PartFailed(_death(exc, self.max_retries + 1).reason)
+            fan = fans[song_id]
+            if fan.arrive(index, result):
+                del fans[song_id]
+                pending[part_task.remote(fan.fan.join, *fan.join_args())] = ("finish", song_id)
+
         def handle_ingest(kind: str, payload: Any) -> Iterator[Any]:
             if kind == "ingest-end":
                 flight.ingest_done = True
@@ -403,6 +421,9 @@ class RayExecutor:
 
         def handle_ready(ref: Any) -> Iterator[Any]:
             what, key = pending.pop(ref)
+            if what == "part":
+                part_done(ref, *key)
+                return
             if what == "model":
                 actor = actor_of.pop(key)
                 actor.songs -= 1
@@ -426,6 +447,9 @@ class RayExecutor:
                 yield failed(key, _death(exc, self.max_retries + 1))
                 return
             if what == "finish":
+                if isinstance(result, FanOut):
+                    fan_out(result)
+                    return
                 yield done(result)
                 return
             tag, outcome = result
@@ -441,6 +465,9 @@ class RayExecutor:
             if what == "prepare":  # it left without the model (e.g. its file no longer decodes)
                 flight.model_share -= 1
                 admit_model_songs()
+            if isinstance(outcome, FanOut):
+                fan_out(outcome)
+                return
             yield done(outcome)
 
         try:
