@@ -221,12 +221,17 @@ class MusicnnModels:
 
     def scores(self, mono16k: np.ndarray) -> np.ndarray:
         """(patches, len(self.labels)) sigmoid scores for 16 kHz mono audio."""
+        return self.score_patches(patches(log_mel(mono16k)))
+
+    def score_patches(self, batch: np.ndarray) -> np.ndarray:
+        """(patches, len(self.labels)) scores of log-mel patches (``patches(log_mel(x))``), of one chunk or of
+        many at once (processing.analyse.network_stream batches them across chunks)."""
         import torch
 
-        batch = torch.from_numpy(patches(log_mel(mono16k))).to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         # On CUDA, PyTorch's own convolutions, not cuDNN's: cuDNN in float32 picked an FFT path of ~33,000
         # tiny kernels for the 1-D convolutions (440 ms per network on an H100), and its TF32 path (2 ms)
         # drifts from the CPU's scores; PyTorch's float32 path keeps the CPU's scores (measured on an H100).
         with torch.inference_mode(), torch.backends.cudnn.flags(enabled=self.device.type != "cuda"):
-            out = torch.cat([self.nets[m](batch) for m in self.models], dim=1)
+            out = torch.cat([self.nets[m](tensor) for m in self.models], dim=1)
             return out.cpu().numpy().astype(np.float64)
