@@ -1,5 +1,11 @@
 """Analyse: measure every chunk (and its song) and flag what is not usable music.
 
+In three steps, so that a build spreads a song over its workers (processing.pipeline): ``measure_audio``
+(the heavy pass over a chunk's samples: features, the tagger; one part per chunk), the beat network's
+windows over the whole instrumental (processing.analyse.beat_network; parts too), then ``assemble_song``
+(the join: each chunk judged with its slice of the beat activations and the stems' levels, then the song's
+own facts). ``analyse_song`` does all three in one process and gives the same rows.
+
 Per chunk, on the chunk's own audio (the converted file): tempo and beat
 confidence, key/scale/strength, EBU R128 loudness, danceability, share of
 silence, brightness and a few cues (``processing.analyse.features``); the tagger's
