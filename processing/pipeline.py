@@ -318,6 +318,10 @@ def measure_chunk_part(chunk: Any, ctx: BuildContext, chunk_entry: tuple[str, di
     return measure_chunk_file(chunk, ctx.cfg.analyse, path), time.perf_counter() - started, _worker_name()
 
 
+class _PartsFailed(RuntimeError):
+    """Parts of a song's analysis gave no result: (reason, failure kind)."""
+
+
 def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts: int, outcome: SongOutcome,
                   ctx: BuildContext, results: list[Any]) -> SongOutcome:
     """The join of a song's analysis: the beat windows' activations and the chunks' measures (``results``, in
@@ -342,7 +346,8 @@ def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts
         if failed:
             i, first = failed[0]
             what = f"beat window {i + 1}" if i < beat_parts else f"chunk {chunking.chunks[i - beat_parts].chunk_id}"
-            raise RuntimeError(f"{len(failed)} of {len(results)} analysis parts failed; {what}: {first}")
+            raise _PartsFailed(f"{len(failed)} of {len(results)} analysis parts failed; {what}: {first}",
+                               "worker_died" if any(r.kind == "worker_died" for _, r in failed) else "analyse")
         with outcome.timed("analyse+describe"):
             song_acts = np.concatenate([r[0] for r in results[:beat_parts]]) if beat_parts else None
             measures = [r[0] for r in results[beat_parts:]]
@@ -369,7 +374,10 @@ def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts
         if cfg.describe.enabled:
             outcome.cache_use("describe", False)
         analysis_rows, song_row, song_flags = meta["chunk_rows"], meta["song_row"], meta["song_flags"]
-    except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
+    except _PartsFailed as exc:  # keep the chunks (excluded) so nothing built is lost
+        outcome.failures.append(Failure(song_id, "analyse", exc.args[0], exc.args[1]))
+        song_flags = ["analysis_failed"]
+    except Exception as exc:
         outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
         song_flags = ["analysis_failed"]
     finally:

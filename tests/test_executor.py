@@ -43,9 +43,14 @@ def test_a_worker_that_dies_fails_its_song_by_name_and_the_build_goes_on(tmp_pat
     result = run_build(_cfg(tmp_path, "crash", "workers=2", "analyse.tagger=python:crash_tagger:factory"), sources)
     [failure] = result.report.failures
     drum_song = next(s for s in result.report.to_dict()["failures"])["item"]
-    assert failure.kind == "worker_died" and failure.stage == "worker" and "SIGKILL" in failure.reason
-    assert drum_song and "Drum" not in {r["source_title"] for r in result.rows}
-    assert {r["source_title"] for r in result.rows} == {"Vibe Ace", "442789  lena-orsa  happy-music-pistachio-ice-cream-ragtime"}
+    # The tagger runs in the part that analyses the drum song's one chunk: that part's worker dies, the song's
+    # analysis fails by name, and its chunk is kept, excluded (nothing built is lost).
+    assert failure.kind == "worker_died" and failure.stage == "analyse" and "SIGKILL" in failure.reason
+    assert "chunk" in failure.reason and "1 of" in failure.reason
+    drum_rows = [r for r in result.rows if r["song_id"] == failure.item]
+    assert drum_song and drum_rows and all(r["excluded"] and "analysis_failed" in r["flags"] for r in drum_rows)
+    assert {r["source_title"] for r in result.rows if not r["excluded"]} == {
+        "Vibe Ace", "442789  lena-orsa  happy-music-pistachio-ice-cream-ragtime"}
     assert (result.out_dir / "failures.jsonl").read_text().count("worker_died") == 1
 
 

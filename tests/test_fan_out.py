@@ -119,7 +119,8 @@ def test_parts_run_here_give_the_in_process_analysis_and_a_failed_part_fails_onl
     results2[2] = PartFailed("AnalysisError: chunk vibe-001 of song vibe: truncated file")
     failed = fan2.join(*fan2.join_args, results2)
     [failure] = failed.failures
-    assert failure.stage == "analyse" and "chunk vibe-001" in failure.reason and "1 of 3" in failure.reason
+    assert failure.stage == "analyse" and failure.kind == "analyse"
+    assert "chunk vibe-001" in failure.reason and "1 of 3" in failure.reason
     rows2 = read_rows(ctx2.out_dir, failed.rows_file)
     assert len(rows2) == 2 and all(r["excluded"] and "analysis_failed" in r["flags"] for r in rows2)
     assert separated.song.song_id == "vibe"
@@ -143,7 +144,8 @@ def part_dies(x: int) -> int:
 
 def join_parts(song_id: str, results: list) -> SongOutcome:
     outcome = SongOutcome(song_id)
-    outcome.counts = {type(r).__name__ + ":" + (str(r) if isinstance(r, PartFailed) else str(r)): 1 for r in results}
+    outcome.counts = {(f"PartFailed:{r.kind}:{r}" if isinstance(r, PartFailed) else f"{type(r).__name__}:{r}"): 1
+                      for r in results}
     outcome.worker = f"join:{os.getpid()}"
     return outcome
 
@@ -172,8 +174,8 @@ def test_local_executor_joins_every_part_even_when_one_raises_and_one_is_killed(
     [outcome] = [e for e in events if isinstance(e, SongOutcome)]
     keys = list(outcome.counts)
     assert keys[0] == "int:10" and keys[3] == "int:40"
-    assert keys[1] == "PartFailed:ValueError: part 2 cannot"
-    assert keys[2].startswith("PartFailed:its worker process died of SIGKILL"), keys[2]
+    assert keys[1] == "PartFailed:error:ValueError: part 2 cannot"
+    assert keys[2].startswith("PartFailed:worker_died:its worker process died of SIGKILL"), keys[2]
 
 
 def test_fan_out_needs_a_join_for_every_part_count():

@@ -98,7 +98,18 @@ class FanOut:
 
 
 class PartFailed(RuntimeError):
-    """A part of a FanOut that gave no result: the reason, as plain text (it travels to the join's process)."""
+    """A part of a FanOut that gave no result: the reason as plain text (it travels to the join's process) and
+    its kind: "error" (the part's own error) or "worker_died" (its worker process died under it)."""
+
+    def __init__(self, reason: str, kind: str = "error"):
+        super().__init__(reason, kind)
+
+    @property
+    def kind(self) -> str:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass

@@ -275,7 +275,7 @@ class LocalExecutor:
                     try:
                         result = payload.result()
                     except ProcessExpired as exc:
-                        result = PartFailed(_describe_death(exc))
+                        result = PartFailed(_describe_death(exc), "worker_died")
                     except Exception as exc:  # the part's own error: the join reports it
                         result = PartFailed(f"{type(exc).__name__}: {exc}")
                     fan = fans[song_id]

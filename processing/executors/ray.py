@@ -396,7 +396,8 @@ class RayExecutor:
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:  # its own error, or its worker died on every try
-                result = PartFailed(_death(exc, self.max_retries + 1).reason)
+                death = _death(exc, self.max_retries + 1)
+                result = PartFailed(death.reason, death.kind)
             fan = fans[song_id]
             if fan.arrive(index, result):
                 del fans[song_id]
