@@ -147,9 +147,12 @@ def test_a_song_that_kills_every_try_is_reported_and_the_rest_is_built(cluster, 
                "analyse.tagger=python:crash_tagger:factory")
     result = run_build(cfg, sources, RayExecutor(max_retries=1))
     [failure] = result.report.failures
-    assert failure.kind == "worker_died" and failure.stage == "worker" and "each of 2 tries" in failure.reason
-    assert failure.item and failure.item not in {r["song_id"] for r in result.rows}
-    assert {r["source_title"] for r in result.rows} == {"Vibe Ace"}
+    # the tagger runs in the part analysing the drum song's chunk: that Ray task dies on both tries, the song's
+    # analysis fails by name and its chunk is kept, excluded
+    assert failure.kind == "worker_died" and failure.stage == "analyse" and "each of 2 tries" in failure.reason
+    drum_rows = [r for r in result.rows if r["song_id"] == failure.item]
+    assert failure.item and drum_rows and all(r["excluded"] and "analysis_failed" in r["flags"] for r in drum_rows)
+    assert {r["source_title"] for r in result.rows if not r["excluded"]} == {"Vibe Ace"}
 
 
 def test_cli_joins_a_running_cluster_by_address(cluster, shared_audio, tmp_path):
@@ -161,8 +164,9 @@ def test_cli_joins_a_running_cluster_by_address(cluster, shared_audio, tmp_path)
                           "--model", "none", "--no-progress", "--executor", "ray", "--ray-address", address,
                           "--set", "build.exports=[parquet]"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "1 worker processes on 1 node" in run.stdout
     report = json.loads((out / "report.json").read_text())
+    # the song's task and its analysis parts (beat window, chunk) may each run in another Ray worker process
+    assert f"{len(report['workers'])} worker processes on 1 node" in run.stdout and report["workers"]
     assert report["settings"]["build"]["executor"] == "ray" and report["counts"]["chunks_included"] == 1
 
 
