@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import soundfile as sf
@@ -156,6 +156,28 @@ def write(path: Path, audio: AudioData, subtype: str = "FLOAT") -> Path:
     if fmt == "FLAC" and subtype == "FLOAT":
         subtype = "PCM_24"
     sf.write(str(tmp), audio.samples.T, audio.sample_rate, format=fmt, subtype=subtype)
+    os.replace(tmp, path)
+    return path
+
+
+def write_blocks(path: Path, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
+                 subtype: str = "FLOAT") -> Path:
+    """``write`` for audio given as (frames, channels) blocks, so that a long song is never held whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: only .wav and .flac are written")
+    if fmt == "FLAC" and subtype == "FLOAT":
+        subtype = "PCM_24"
+    try:
+        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype) as fh:
+            for block in blocks:
+                fh.write(block)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return path
 

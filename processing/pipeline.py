@@ -41,10 +41,10 @@ from .executors.base import BuildContext, Executor, NeedsModel, SongOutcome, Son
 from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
-from .separate.base import Separator
+from .separate.base import PassThroughSeparator, Separator
 from .separate.choose import make_separator
 from .separate.stage import (STAGE_VERSION as SEPARATE_VERSION, Separation, load_separation, separate_on_cpu,
-                             separation_params, separator_for, write_separation)
+                             separation_params, separator_for, write_passthrough, write_separation)
 from .storage import StoreSpec, is_remote, local_side
 from .types import Failure, SeparatedSong, Song, SourceSpec
 
@@ -105,19 +105,23 @@ def song_task(song: Song, ctx: BuildContext) -> Union[SongOutcome, NeedsModel]:
         # the entry's files are read only by the stages that miss the cache (a remote entry is fetched then)
         return _rows_task(load_separation(song, entry.path, meta, levels=False), ctx, outcome,
                           lambda: load_separation(song, entry.fetch(), meta))
+    separator = None
+    if ctx.model_format is None or song.instrumental:
+        separator = separator_for(song, make_separator(ctx.cfg.separate))
+        if isinstance(separator, PassThroughSeparator):  # the mix is the instrumental: streamed, never held whole
+            return _stream_then_rows(song, separator.name, ctx, outcome)
     try:
         with outcome.timed("decode"):
             mix = audio_io.decode(song_audio(song, ctx))
     except audio_io.AudioDecodeError as exc:
         outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
         return outcome
-    if ctx.model_format is not None and not song.instrumental:
+    if separator is None:
         from .separate.demucs_separator import prepare_model_input
 
         with outcome.timed("separate (prepare)"):
             inp = prepare_model_input(mix, *ctx.model_format)
         return NeedsModel(song, inp, outcome)
-    separator = separator_for(song, make_separator(ctx.cfg.separate))
     try:
         with outcome.timed("separate"):
             separation = separate_on_cpu(mix, separator, ctx.cfg.separate)
@@ -154,6 +158,28 @@ def _store_then_rows(song: Song, separation: Separation, model: str, ctx: BuildC
         entry.finish(write_separation(song, separation, model, folder))
     outcome.cache_use("separate", hit=False)
     del separation
+    separated = load_separation(song, entry.path, entry.read_meta())
+    return _rows_task(separated, ctx, outcome, lambda: separated)
+
+
+def _stream_then_rows(song: Song, model: str, ctx: BuildContext, outcome: SongOutcome) -> SongOutcome:
+    """A pass-through separation written from the song's file block by block (``write_passthrough``), then its rows."""
+    import shutil
+
+    entry = separation_entry(song, ctx, open_cache(ctx))
+    try:
+        with outcome.timed("separate (write)"):
+            folder = entry.begin()
+            try:
+                meta = write_passthrough(song, song_audio(song, ctx), model, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            entry.finish(meta)
+    except audio_io.AudioDecodeError as exc:
+        outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
+        return outcome
+    outcome.cache_use("separate", hit=False)
     separated = load_separation(song, entry.path, entry.read_meta())
     return _rows_task(separated, ctx, outcome, lambda: separated)
 
