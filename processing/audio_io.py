@@ -191,10 +191,11 @@ def file_sha256(path: Path, block: int = 1 << 20) -> str:
 
 
 def info(path: Path) -> tuple[float, int, int]:
-    """(duration_s, sample_rate, channels) without decoding when soundfile can read the header."""
+    """(duration_s, sample_rate, channels) without decoding when soundfile can read the header; otherwise decoded
+    into a temporary file, never into memory whole."""
     try:
         meta = sf.info(str(path))
         return meta.frames / float(meta.samplerate), int(meta.samplerate), int(meta.channels)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        audio = decode(path)
-        return audio.duration_s, audio.sample_rate, audio.channels
+    except (sf.LibsndfileError, RuntimeError, TypeError):  # ffmpeg decodes it into a WAV, whose header is exact
+        with open_stream(path) as stream:
+            return stream.frames / float(stream.sample_rate), stream.sample_rate, stream.channels
