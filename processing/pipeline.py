@@ -2,7 +2,9 @@
 
     stage          function (module)                           record in -> record out
     1 ingest       iter_ingest (ingest.stream)                 SourceSpec* -> Song | Failure | Duplicate
-    2 separate     separate_on_cpu (separate.stage), or        Song -> Separation -> SeparatedSong
+    2 separate     write_passthrough (separate.stage: none,    Song -> SeparatedSong (streamed)
+                   songs marked instrumental), or
+                   separate_on_cpu (separate.stage), or        Song -> Separation -> SeparatedSong
                    prepare_model_input -> DemucsStream ->
                    separation_from_model (separate.demucs_separator)
     3 chunk and    chunk_song (chunk.stage)                    SeparatedSong -> chunk files + record
