@@ -222,8 +222,9 @@ def main() -> None:
             [path] = synthetic_songs(work / "songs", 1, seconds)
             print(f"long song ready at {time.perf_counter() - t0:.1f} s: {seconds:.0f} s; model {args.model}; "
                   f"{os.cpu_count()} CPU cores", flush=True)
+            limit = ["--set", f"ingest.max_duration_s={max(3600.0, seconds + 1):g}"]  # the default refuses > 1 h
             for workers in args.workers:
-                results.append(run_build([path], work, f"long-{seconds:.0f}s-w{workers}", args, workers, extra))
+                results.append(run_build([path], work, f"long-{seconds:.0f}s-w{workers}", args, workers, extra + limit))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         if not args.work:
