@@ -31,7 +31,7 @@ from processing.separate.base import PassThroughSeparator
 from processing.separate.stage import INSTRUMENTAL_FILE, separate_on_cpu, write_passthrough, write_separation
 from processing.types import AudioData, SeparatedSong, Song, SongMetadata
 
-from conftest import SONG_WITH_VOCALS, VIBE_ACE_LOWQ
+from conftest import SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,8 +182,8 @@ def test_chunk_stage_equals_the_whole_song_stage_on_a_real_clip(shared_audio, tm
 
 def test_chunk_stage_equals_the_whole_song_stage_on_a_synthetic_song_with_gain_stems_and_padding(tmp_path):
     # 48 kHz, louder than full scale (float WAV): the song-wide gain applies; a stem is kept; the tail is padded
-    inst = synthetic_song(tmp_path / "inst.wav", 75.0, rate=48000, scale=1.6)
-    stem = synthetic_song(tmp_path / "drums.wav", 75.0, rate=48000, seed=3, scale=0.5)
+    inst = synthetic_song(tmp_path / "inst.wav", 65.0, rate=48000, scale=1.6)
+    stem = synthetic_song(tmp_path / "drums.wav", 65.0, rate=48000, seed=3, scale=0.5)
     separated = separated_of(inst, {"drums": stem})
     chunk_cfg, convert_cfg = ChunkConfig(tail_policy="pad"), ConvertConfig(format="wav")
     stream = chunk_song(separated, chunk_cfg, convert_cfg, True, tmp_path / "stream")
@@ -215,7 +215,7 @@ def test_handover_file_equals_to_mono_of_the_decoded_instrumental(shared_audio, 
 @pytest.mark.parametrize("kind", ["ogg", "loud-wav", "m4a"])
 def test_streamed_passthrough_separation_equals_the_whole_song_one(shared_audio, tmp_path, kind):
     if kind == "ogg":
-        source = shared_audio / SONG_WITH_VOCALS
+        source = shared_audio / VIBE_ACE
     elif kind == "loud-wav":  # peak above 0.999: the one gain applies
         source = synthetic_song(tmp_path / "loud.wav", 20.0, scale=1.7)
     else:  # decoded by ffmpeg into a temporary WAV, streamed from there
