@@ -3,6 +3,7 @@
 
     python benchmarks/bench_pipeline.py [--songs 16] [--seconds 240] [--model none|offline|htdemucs]
         [--device cpu|cuda] [--workers 1 2 ...] [--baseline] [--clips] [--warm] [--work DIR]
+    python benchmarks/bench_pipeline.py --long 240 1200 [--workers 2 1] [--work DIR]   # one long song each
 
 Songs are synthetic (processing.demo.synth: stereo 44.1 kHz with a sung melody, each song its own seed),
 written once to the work folder; `--clips` uses the real clips of ../shared/audio instead. With
@@ -15,7 +16,10 @@ second), the report's busy seconds per stage (summed over workers), the peak mem
 process tree (sum of RSS, and of PSS, which counts pages shared between processes once), and on CUDA
 the GPU's busy share (nvidia-smi, sampled every 250 ms). `--baseline` adds the serial reference: the
 first 8 songs with `--workers 1` and one song per model batch. `--warm` also times a rebuild from the
-cache. Figures only; nothing is asserted.
+cache. `--long S1 S2 ...` runs the one-long-song case instead of the many-songs case: for each length one
+synthetic song of that many seconds, a cold build for each `--workers` value, and the same figures per song
+(a song's length must not set the build's memory: issue 20). Songs over 20 minutes are synthesised and written
+20 minutes at a time (a 3-hour song is never held whole here either). Figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -46,16 +50,24 @@ RELEASED_HTDEMUCS = dict(channels=48, depth=4, nfft=4096, bottom_channels=512, d
 # ----------------------------------------------------------------------------- inputs
 
 
+PIECE_S = 1200.0  # longer songs are synthesised and written this many seconds at a time
+
+
 def _write_song(path: Path, i: int, seconds: float) -> None:
     import soundfile as sf
 
     from processing.demo.synth import synth_song
 
-    song = synth_song(bpm=90 + (i * 7) % 80, key=["C", "D", "E", "F", "G", "A", "B"][i % 7],
-                      scale="minor" if i % 2 else "major", duration_s=seconds, vocals=True, seed=i,
-                      through_composed=True)
     tmp = path.with_suffix(".partial.flac")
-    sf.write(str(tmp), song.mix.samples.T, song.mix.sample_rate, subtype="PCM_16")
+    pieces = [min(PIECE_S, seconds - k * PIECE_S) for k in range(int(-(-seconds // PIECE_S)))]
+    with sf.SoundFile(str(tmp), "w", samplerate=44100, channels=2, format="FLAC", subtype="PCM_16") as fh:
+        for k, piece_s in enumerate(pieces):  # one piece: the song as before; more: each its own seed
+            song = synth_song(bpm=90 + (i * 7) % 80, key=["C", "D", "E", "F", "G", "A", "B"][i % 7],
+                              scale="minor" if i % 2 else "major", duration_s=piece_s, vocals=True, seed=i + 1000 * k,
+                              through_composed=True)
+            assert song.mix.sample_rate == 44100
+            fh.write(song.mix.samples.T)
+            del song
     tmp.replace(path)
 
 
@@ -197,17 +209,31 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="passed on to scripts/build.py")
     p.add_argument("--work", type=Path, help="keeps the synthetic songs and weights between runs")
     p.add_argument("--json", type=Path, help="also write every build's figures to this JSON file")
+    p.add_argument("--long", type=float, nargs="+", metavar="SECONDS",
+                   help="the one-long-song case: one synthetic song of each length (s), a cold build per --workers")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mm-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    extra = [a for o in args.overrides for a in ("--set", o)] + (["--no-analyse"] if args.no_analyse else [])
+    if args.long:
+        results = []
+        for seconds in args.long:
+            [path] = synthetic_songs(work / "songs", 1, seconds)
+            print(f"long song ready at {time.perf_counter() - t0:.1f} s: {seconds:.0f} s; model {args.model}; "
+                  f"{os.cpu_count()} CPU cores", flush=True)
+            limit = ["--set", f"ingest.max_duration_s={max(3600.0, seconds + 1):g}"]  # the default refuses > 1 h
+            for workers in args.workers:
+                results.append(run_build([path], work, f"long-{seconds:.0f}s-w{workers}", args, workers, extra + limit))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     paths = sorted(SHARED.glob("*.hq.ogg")) if args.clips else synthetic_songs(work / "songs", args.songs, args.seconds)
     print(f"inputs ready in {time.perf_counter() - t0:.1f} s: {len(paths)} songs; model {args.model} on {args.device}; "
           f"{os.cpu_count()} CPU cores", flush=True)
-    extra = [a for o in args.overrides for a in ("--set", o)]
     results = []
-    if args.no_analyse:
-        extra += ["--no-analyse"]
     for workers in args.workers:
         results.append(run_build(paths, work, f"cold-w{workers}", args, workers, extra))
         if args.warm:

@@ -2,7 +2,9 @@
 
     stage          function (module)                           record in -> record out
     1 ingest       iter_ingest (ingest.stream)                 SourceSpec* -> Song | Failure | Duplicate
-    2 separate     separate_on_cpu (separate.stage), or        Song -> Separation -> SeparatedSong
+    2 separate     write_passthrough (separate.stage: none,    Song -> SeparatedSong (streamed)
+                   songs marked instrumental), or
+                   separate_on_cpu (separate.stage), or        Song -> Separation -> SeparatedSong
                    prepare_model_input -> DemucsStream ->
                    separation_from_model (separate.demucs_separator)
     3 chunk and    chunk_song (chunk.stage)                    SeparatedSong -> chunk files + record
@@ -44,10 +46,10 @@ from .executors.base import BuildContext, Executor, FanOut, NeedsModel, PartFail
 from .outputs import ROWS_DIR, BuildOutput, open_cache, share_source, song_audio, write_rows  # noqa: F401 (write_rows: public)
 from .progress import BuildProgress
 from .report import BuildReport
-from .separate.base import Separator
+from .separate.base import PassThroughSeparator, Separator
 from .separate.choose import make_separator
 from .separate.stage import (STAGE_VERSION as SEPARATE_VERSION, Separation, load_separation, separate_on_cpu,
-                             separation_params, separator_for, write_separation)
+                             separation_params, separator_for, write_passthrough, write_separation)
 from .storage import StoreSpec, is_remote, local_side
 from .types import Failure, SeparatedSong, Song, SourceSpec
 
@@ -108,19 +110,23 @@ def song_task(song: Song, ctx: BuildContext) -> Union[SongOutcome, NeedsModel]:
         # the entry's files are read only by the stages that miss the cache (a remote entry is fetched then)
         return _rows_task(load_separation(song, entry.path, meta, levels=False), ctx, outcome,
                           lambda: load_separation(song, entry.fetch(), meta))
+    separator = None
+    if ctx.model_format is None or song.instrumental:
+        separator = separator_for(song, make_separator(ctx.cfg.separate))
+        if isinstance(separator, PassThroughSeparator):  # the mix is the instrumental: streamed, never held whole
+            return _stream_then_rows(song, separator.name, ctx, outcome)
     try:
         with outcome.timed("decode"):
             mix = audio_io.decode(song_audio(song, ctx))
     except audio_io.AudioDecodeError as exc:
         outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
         return outcome
-    if ctx.model_format is not None and not song.instrumental:
+    if separator is None:
         from .separate.demucs_separator import prepare_model_input
 
         with outcome.timed("separate (prepare)"):
             inp = prepare_model_input(mix, *ctx.model_format)
         return NeedsModel(song, inp, outcome)
-    separator = separator_for(song, make_separator(ctx.cfg.separate))
     try:
         with outcome.timed("separate"):
             separation = separate_on_cpu(mix, separator, ctx.cfg.separate)
@@ -167,6 +173,28 @@ WORK_DIR = ".work"  # scratch of the songs in flight (what the chunk stage hands
 def handover_dir(ctx: BuildContext, song_id: str) -> Path:
     """The scratch folder of one song in flight (processing.chunk.handover); its join removes it."""
     return ctx.out_dir / WORK_DIR / song_id
+
+
+def _stream_then_rows(song: Song, model: str, ctx: BuildContext, outcome: SongOutcome) -> Union[SongOutcome, FanOut]:
+    """A pass-through separation written from the song's file block by block (``write_passthrough``), then its rows."""
+    import shutil
+
+    entry = separation_entry(song, ctx, open_cache(ctx))
+    try:
+        with outcome.timed("separate (write)"):
+            folder = entry.begin()
+            try:
+                meta = write_passthrough(song, song_audio(song, ctx), model, folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            entry.finish(meta)
+    except audio_io.AudioDecodeError as exc:
+        outcome.failures.append(Failure(song.song_id, "separate", str(exc), "decode"))
+        return outcome
+    outcome.cache_use("separate", hit=False)
+    separated = load_separation(song, entry.path, entry.read_meta())
+    return _rows_task(separated, ctx, outcome, lambda: separated)
 
 
 def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome,

@@ -188,23 +188,30 @@ def test_fan_out_needs_a_join_for_every_part_count():
     assert fan.join_args() == ("s", ["a", "b", "c"])
 
 
-@pytest.mark.parametrize("seconds", [20.0])
-def test_beat_input_handed_over_equals_analysis_own_conversion(tmp_path, shared_audio, seconds):
-    """The chunk stage's hand-over file is exactly what analysis would compute from the instrumental
-    (features.to_mono at 44.1 kHz), read back through the memory map."""
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_beat_input_made_again_from_the_instrumental_equals_analysis_own_conversion(tmp_path, shared_audio, rate):
+    """When the chunks come from the cache, the hand-over file is streamed from the instrumental's file
+    (``ensure_beat_input``): exactly what analysis would compute from the decoded instrumental
+    (features.to_mono at 44.1 kHz; the chunk stage's own file: tests/test_chunk_stream.py), read back through the
+    memory map; a second call finds it and writes nothing."""
     import numpy as np
 
     from processing.analyse.features import to_mono
-    from processing.chunk.handover import read_beat_input, write_beat_input
+    from processing.chunk.handover import ensure_beat_input, read_beat_input
     from processing.types import AudioData
 
     audio = audio_io.decode(shared_audio / VIBE_ACE)
-    for rate in (44100, 48000):  # as decoded, and a song at another rate (resampled on the way)
-        piece = AudioData(audio.samples[:, : int(seconds * audio.sample_rate)], audio.sample_rate)
-        if rate != audio.sample_rate:
-            import soxr
+    piece = AudioData(audio.samples[:, : 20 * audio.sample_rate], audio.sample_rate)
+    if rate != audio.sample_rate:  # a song at another rate: the hand-over is resampled on the way
+        import soxr
 
-            piece = AudioData(np.ascontiguousarray(soxr.resample(piece.samples.T, audio.sample_rate, rate).T,
-                                                   dtype=np.float32), rate)
-        path = write_beat_input(piece, tmp_path / str(rate))
-        assert np.array_equal(np.asarray(read_beat_input(path)), to_mono(piece, 44100))
+        piece = AudioData(np.ascontiguousarray(soxr.resample(piece.samples.T, audio.sample_rate, rate).T,
+                                               dtype=np.float32), rate)
+    instrumental = audio_io.write(tmp_path / "instrumental.flac", piece, subtype="PCM_24")
+    path = ensure_beat_input(instrumental, tmp_path / "work")
+    expected = to_mono(audio_io.decode(instrumental), 44100)
+    got = np.asarray(read_beat_input(path))
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-6  # measured: 0 at 44.1 kHz
+    before = path.stat().st_mtime_ns
+    assert ensure_beat_input(instrumental, tmp_path / "work") == path and path.stat().st_mtime_ns == before
+    assert not list((tmp_path / "work").glob("*.partial"))

@@ -47,3 +47,41 @@ def write_chunk(path: Path, audio: AudioData, cfg: ConvertConfig) -> Path:
     if cfg.format == "flac" and subtype == "FLOAT":
         subtype = "PCM_24"  # FLAC has no float samples
     return audio_io.write(path, audio, subtype=subtype)
+
+
+class TrainingFormatStream:
+    """``to_training_format`` block by block, for songs too long to convert whole: the same downmix and the same
+    soxr VHQ filter, as a ``soxr.ResampleStream`` that carries its state across blocks (its output equals one-shot
+    ``soxr.resample``'s; tests/test_chunk_stream.py states the tolerance)."""
+
+    def __init__(self, sample_rate: int, channels: int, cfg: ConvertConfig):
+        self.in_rate, self.in_channels, self.cfg = int(sample_rate), int(channels), cfg
+        if cfg.channels == 1 and channels > 1:
+            self.channels = 1
+        elif cfg.channels == 2 and channels != 2:
+            self.channels = 2
+        else:
+            self.channels = channels
+        self._resampler = (soxr.ResampleStream(self.in_rate, cfg.sample_rate, self.channels, dtype="float32",
+                                               quality="VHQ") if self.in_rate != cfg.sample_rate else None)
+
+    def _shape(self, block: np.ndarray) -> np.ndarray:
+        samples = block.T  # (channels, frames), as to_training_format sees the song
+        if self.cfg.channels == 1 and self.in_channels > 1:
+            samples = samples.mean(axis=0, keepdims=True)
+        elif self.cfg.channels == 2 and self.in_channels == 1:
+            samples = np.repeat(samples, 2, axis=0)
+        elif self.cfg.channels == 2 and self.in_channels > 2:
+            samples = samples[:2]
+        return np.ascontiguousarray(samples.T, dtype=np.float32)
+
+    def convert(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        """The next (frames, channels) block of the song in, the next converted (frames, channels) block out."""
+        shaped = self._shape(block)
+        if self._resampler is None:
+            return shaped
+        return np.asarray(self._resampler.resample_chunk(shaped, last=last), dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds at the end of the song."""
+        return self.convert(np.zeros((0, self.in_channels), np.float32), last=True)

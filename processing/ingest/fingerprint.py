@@ -135,14 +135,20 @@ def _read_mono(path: Path, length_s: float) -> tuple[np.ndarray, int, float]:
             data = fh.read(frames, dtype="float32", always_2d=True)
         duration = total / float(rate)
     except (sf.LibsndfileError, RuntimeError, TypeError):  # a format libsndfile lacks: ffmpeg decodes it
-        try:
-            audio = audio_io.decode(path)
+        try:  # into a temporary file, of which only the first length_s seconds are read (a long song is not held)
+            with audio_io.open_stream(path) as stream:
+                rate, total = stream.sample_rate, stream.frames
+                frames = min(total, int(round(length_s * rate))) if length_s > 0 else total
+                blocks, got = [], 0
+                for block in stream.blocks():
+                    blocks.append(block[: frames - got])
+                    got += len(blocks[-1])
+                    if got >= frames:
+                        break
+                data = np.concatenate(blocks) if blocks else np.zeros((0, stream.channels), np.float32)
         except audio_io.AudioDecodeError as exc:
             raise FingerprintError(str(exc)) from None
-        rate, duration = audio.sample_rate, audio.duration_s
-        data = audio.samples.T
-        if length_s > 0:
-            data = data[: int(round(length_s * rate))]
+        duration = total / float(rate)
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(rate), duration
 
 

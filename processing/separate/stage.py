@@ -80,6 +80,21 @@ def write_separation(song: Song, separation: Separation, model: str, folder: Pat
             "levels": separation.levels is not None, "song_id": song.song_id, "content_hash": song.content_hash}
 
 
+def write_passthrough(song: Song, source: Path, model: str, folder: Path) -> dict[str, Any]:
+    """``write_separation`` of a pass-through separation (``none``, songs marked instrumental) read from the file
+    block by block, so that a long song is never held whole: a first pass finds the peak (the gain), a second
+    writes the FLAC. Same samples and record as decoding the mix and writing its ``separate_on_cpu``."""
+    with audio_io.open_stream(source) as stream:
+        peak = 0.0
+        for block in stream.blocks():
+            peak = max(peak, float(np.abs(block).max()))
+        gain = min(1.0, 0.999 / peak) if peak > 0 else 1.0
+        scaled = (block if gain == 1.0 else block * np.float32(gain) for block in stream.blocks())
+        audio_io.write_blocks(folder / INSTRUMENTAL_FILE, scaled, stream.sample_rate, stream.channels, subtype="PCM_24")
+    return {"model": model, "sample_rate": stream.sample_rate, "stems": {}, "gain": gain, "levels": False,
+            "song_id": song.song_id, "content_hash": song.content_hash}
+
+
 def load_separation(song: Song, folder: Path, meta: dict[str, Any], levels: bool = True) -> SeparatedSong:
     """The SeparatedSong that a finished entry (``folder`` and its record) describes; ``levels=False``
     leaves the stem levels unread (the entry's files need not be on this node then)."""
