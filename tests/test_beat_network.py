@@ -158,3 +158,15 @@ def test_missing_models_stop_before_any_work_with_the_install_command(tmp_path):
 def test_short_audio_has_no_tempo_and_no_crash():
     result = analyse_audio(click_track(120, 0.5), CFG)
     assert result.features.bpm == 0 and not has_beat(result.features) and result.features.beats == []
+
+
+def test_features_computed_in_blocks_equal_one_pass(shared_audio, monkeypatch):
+    """Long windows' spectra are computed FEATURE_BLOCK frames at a time (bounded memory): the same features as
+    one pass, blocks starting mid-signal included (their differences look back into the previous block)."""
+    x = to_mono(clip(shared_audio / DRUM_BASS, 0, 20), beat_network.SAMPLE_RATE)
+    whole = beat_network.features(x)
+    monkeypatch.setattr(beat_network, "FEATURE_BLOCK", 700)
+    blocked = beat_network.features(x)
+    part = beat_network.features(x, 350, 1200)  # a window that starts and ends inside blocks
+    assert blocked.shape == whole.shape == (2000, 266)
+    assert np.abs(blocked - whole).max() < 1e-6 and np.abs(part - whole[350:1550]).max() < 1e-6  # measured: 0

@@ -160,14 +160,25 @@ def _diff_frames(frame_size: int) -> int:
     return int(max(1, round((frame_size / 2 - sample) / HOP)))
 
 
+FEATURE_BLOCK = 3000  # frames (30 s) whose spectra are computed at once: 0.2 GB at most, whatever the song's length
+
+
 def features(x44: np.ndarray, first: int = 0, count: Optional[int] = None) -> np.ndarray:
     """The network's input for frames ``first .. first+count`` of mono 44.1 kHz audio: (frames, 266) float32.
 
     Frame ``i`` is centred on sample ``int(i * 441)``; the differences look back up to 2 frames, which are
-    computed here too (zero before the signal's first frame, as in madmom)."""
-    x = np.asarray(x44, dtype=np.float32)
-    total = int(np.ceil(len(x) / HOP))
+    computed here too (zero before the signal's first frame, as in madmom). Computed FEATURE_BLOCK frames at a
+    time: the 4096-sample frames of a 10-minute window alone would take 1 GB, their spectra 2 GB more."""
+    total = int(np.ceil(len(x44) / HOP))
     count = total - first if count is None else count
+    if count > FEATURE_BLOCK:
+        return np.concatenate([_features(x44, f, min(FEATURE_BLOCK, first + count - f))
+                               for f in range(first, first + count, FEATURE_BLOCK)])
+    return _features(x44, first, count)
+
+
+def _features(x44: np.ndarray, first: int, count: int) -> np.ndarray:
+    x = np.asarray(x44, dtype=np.float32)
     out = []
     for size in FRAME_SIZES:
         back = _diff_frames(size)
