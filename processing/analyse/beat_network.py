@@ -262,20 +262,19 @@ def _bidirectional(x, w, b, r, peep, hidden: int):
     c = torch.zeros_like(h)
     p_if, p_o = peep[:, None, :2], peep[:, 2, None, :]  # input and forget peepholes side by side: one call for both
     spec = "bti,mig->tmbg" if shared else "mbti,mig->tmbg"
-    outs = []
+    seq = x.new_empty((frames, dirs, batch, hidden))  # each step's output written in place (no list, no stack)
     for t0 in range(0, frames, BLOCK):
         t1 = min(frames, t0 + BLOCK)
         fwd = torch.einsum(spec, x[..., t0:t1, :], w[:, 0])
         bwd = torch.einsum(spec, x[..., frames - t1: frames - t0, :].flip(-2), w[:, 1])  # time reversed
         proj = (torch.stack([fwd, bwd], dim=2) + b[None, :, :, None, :]).reshape(t1 - t0, dirs, batch, 4 * hidden)
         # per step as few torch calls as possible (each costs microseconds; this loop is the network's whole cost)
-        for g_in in proj:
+        for step, g_in in enumerate(proj, start=t0):
             g = torch.baddbmm(g_in, h, r)
             i_f = torch.sigmoid(torch.addcmul(g[..., : 2 * hidden].view(dirs, batch, 2, hidden), c.unsqueeze(2), p_if))
             c = torch.addcmul(c * i_f[:, :, 1], torch.tanh(g[..., 2 * hidden: 3 * hidden]), i_f[:, :, 0])
-            h = torch.tanh(c) * torch.sigmoid(torch.addcmul(g[..., 3 * hidden:], c, p_o))
-            outs.append(h)
-    seq = torch.stack(outs).view(frames, m, 2, batch, hidden)
+            h = torch.mul(torch.tanh(c), torch.sigmoid(torch.addcmul(g[..., 3 * hidden:], c, p_o)), out=seq[step])
+    seq = seq.view(frames, m, 2, batch, hidden)
     seq[:, :, 1] = seq[:, :, 1].flip(0)  # backward outputs back in time order
     return seq
 
