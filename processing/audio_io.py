@@ -147,17 +147,7 @@ def open_stream(path: Path) -> Iterator[AudioStream]:
 
 def write(path: Path, audio: AudioData, subtype: str = "FLOAT") -> Path:
     """Write audio atomically (a temp file renamed into place); format from the suffix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: only .wav and .flac are written")
-    if fmt == "FLAC" and subtype == "FLOAT":
-        subtype = "PCM_24"
-    sf.write(str(tmp), audio.samples.T, audio.sample_rate, format=fmt, subtype=subtype)
-    os.replace(tmp, path)
-    return path
+    return write_blocks(path, [audio.samples.T], audio.sample_rate, audio.channels, subtype)
 
 
 def write_blocks(path: Path, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
