@@ -231,8 +231,8 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
         _remove_handover(handover)
         return outcome
     if not cfg.analyse.enabled:
-        return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, [], ctx, outcome)
-    analysis = _analysis_entry(separated, chunking, cfg, cache)
+        return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, [], ctx, outcome, output)
+    analysis = cache.entry("analyse", ANALYSE_VERSION, chunking.cache_key, _analysis_params(separated, cfg))
     if analysis.is_done():
         _remove_handover(handover)
         outcome.cache_use("analyse", True)
@@ -240,7 +240,7 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
             outcome.cache_use("describe", True)
         done = analysis.read_meta()
         return _write_song_rows(separated, chunking, done["chunk_rows"], done["song_row"], done["song_flags"], ctx,
-                                outcome)
+                                outcome, output)
     try:
         with outcome.timed("analyse+describe"):
             files = {c["chunk_id"]: c["file"] for c in meta["chunks"]}
@@ -250,13 +250,14 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
         _remove_handover(handover)
         outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
         return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, ["analysis_failed"], ctx,
-                                outcome)
+                                outcome, output)
 
 
 def _write_song_rows(separated: SeparatedSong, chunking: ChunkingResult, analysis_rows: list[dict[str, Any]],
                      song_row: dict[str, Any], song_flags: list[str], ctx: BuildContext,
-                     outcome: SongOutcome) -> SongOutcome:
-    """The song's table rows, on disk as the song ends (the outcome names the file)."""
+                     outcome: SongOutcome, output: Optional[BuildOutput] = None) -> SongOutcome:
+    """The song's table rows, on disk as the song ends (the outcome names the file); ``output``: the task's
+    BuildOutput when it has one."""
     rows = song_rows(separated, chunking, analysis_rows, song_row, song_flags, ctx.cfg, ctx.out_dir)
     for row in rows:
         if row["excluded"]:
@@ -264,7 +265,8 @@ def _write_song_rows(separated: SeparatedSong, chunking: ChunkingResult, analysi
         outcome.written.append(row["audio_path"])
         outcome.written.extend(json.loads(row["stem_paths"]).values())
     outcome.chunks = len(rows)
-    outcome.rows_file = BuildOutput(ctx, open_cache(ctx)).write_rows(separated.song.song_id, rows)
+    output = output or BuildOutput(ctx, open_cache(ctx))
+    outcome.rows_file = output.write_rows(separated.song.song_id, rows)
     return outcome
 
 
@@ -275,12 +277,11 @@ def _remove_handover(folder: Optional[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _analysis_entry(separated: SeparatedSong, chunking: ChunkingResult, cfg: PipelineConfig, cache: StageCache):
-    """The song's analysis+description cache entry (keyed by its chunks' entry and every setting that counts)."""
+def _analysis_params(separated: SeparatedSong, cfg: PipelineConfig) -> dict[str, Any]:
+    """What keys the song's analysis+description cache entry besides its chunks' entry: every setting that counts."""
     analyse_params = {k: v for k, v in cfg.analyse.__dict__.items() if k not in ANALYSE_PLACEMENT_KEYS}
-    params = {"analyse": analyse_params, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
-              "metadata": separated.song.metadata.to_dict(), "model": separated.model}
-    return cache.entry("analyse", ANALYSE_VERSION, chunking.cache_key, params)
+    return {"analyse": analyse_params, "describe": cfg.describe.__dict__ if cfg.describe.enabled else None,
+            "metadata": separated.song.metadata.to_dict(), "model": separated.model}
 
 
 # ----------------------------------------------------------------------------- analysis, spread over the workers
@@ -300,10 +301,10 @@ def _analysis_fan_out(separated: SeparatedSong, chunking: ChunkingResult,
     windows: list[Any] = []
     if handover is not None:
         from .analyse.beat_network import frame_count, windows as beat_windows
-        from .chunk.handover import ensure_beat_input
+        from .chunk.handover import BEAT_DTYPE, ensure_beat_input
 
         beat_input = ensure_beat_input(full().instrumental_path, handover)  # made here when the chunks were cached
-        windows = beat_windows(frame_count(beat_input.stat().st_size // 4))
+        windows = beat_windows(frame_count(beat_input.stat().st_size // BEAT_DTYPE.itemsize))
         parts += [(beat_window_part, (song, ctx, window)) for window in windows]
     parts += [(measure_chunk_part, (chunk, ctx, chunk_entry)) for chunk in chunking.chunks]
     return FanOut(song.song_id, parts, analysis_join, (separated, chunking, len(windows), outcome, ctx))
@@ -320,11 +321,11 @@ def beat_window_part(song: Song, ctx: BuildContext, window: Any) -> tuple[Any, f
     read from the beat input the chunk stage handed over (made again here if this node lacks it)."""
     from .analyse.analyse import _beat_network
     from .analyse.beat_network import window_activations
-    from .chunk.handover import ensure_beat_input, read_beat_input
+    from .chunk.handover import BEAT_INPUT, ensure_beat_input, read_beat_input
 
     started = time.perf_counter()
     folder = handover_dir(ctx, song.song_id)
-    path = folder / "beat_input.f32"
+    path = folder / BEAT_INPUT
     if not path.is_file():
         path = ensure_beat_input(_separation_on_this_node(song, ctx).instrumental_path, folder)
     acts = window_activations(read_beat_input(path), _beat_network(ctx.cfg.analyse), window,
@@ -376,7 +377,8 @@ def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts
             what = f"beat window {i + 1}" if i < beat_parts else f"chunk {chunking.chunks[i - beat_parts].chunk_id}"
             raise _PartsFailed(f"{len(failed)} of {len(results)} analysis parts failed; {what}: {first}",
                                "worker_died" if any(r.kind == "worker_died" for _, r in failed) else "analyse")
-        with outcome.timed("analyse+describe"):
+
+        def compute(_folder: Path) -> dict[str, Any]:
             song_acts = np.concatenate([r[0] for r in results[:beat_parts]]) if beat_parts else None
             measures = [r[0] for r in results[beat_parts:]]
             full = _separation_on_this_node(separated.song, ctx)
@@ -387,20 +389,14 @@ def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts
             if cfg.describe.enabled:
                 for row, desc in zip(rows, describe_chunks(full.song, analysis, chunking.chunks, cfg.describe)):
                     row.update(desc)
-            meta = {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
-            cache = open_cache(ctx)
-            entry = _analysis_entry(separated, chunking, cfg, cache)
-            folder = entry.begin()
-            try:
-                entry.finish(meta)
-            except BaseException:
-                import shutil
+            return {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
 
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-        outcome.cache_use("analyse", False)
+        with outcome.timed("analyse+describe"):
+            _entry, meta, hit = open_cache(ctx).get_or_compute("analyse", ANALYSE_VERSION, chunking.cache_key,
+                                                               _analysis_params(separated, cfg), compute)
+        outcome.cache_use("analyse", hit)
         if cfg.describe.enabled:
-            outcome.cache_use("describe", False)
+            outcome.cache_use("describe", hit)
         analysis_rows, song_row, song_flags = meta["chunk_rows"], meta["song_row"], meta["song_flags"]
     except _PartsFailed as exc:  # keep the chunks (excluded) so nothing built is lost
         outcome.failures.append(Failure(song_id, "analyse", exc.args[0], exc.args[1]))
