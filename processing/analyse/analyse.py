@@ -244,10 +244,9 @@ def judge(measures: ChunkMeasures, cfg: AnalyseConfig, activations: Optional[np.
             raise AnalysisError(f"{measures.name}: analyse.tempo=rnn needs the beat activations")
         features = _with_tempo(features, beat_tempo.estimate(activations))
     report = report if report is not None else from_features(features)
-    has_tagger = _tagger(cfg) is not None
     scores = measures.tag_scores
     facts = chunk_facts(scores)
-    heard = facts.instruments if has_tagger else None
+    heard = facts.instruments if _has_tagger(cfg) else None
     names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
                                        facts.drum_score)
     flatness = measures.noise_flatness
@@ -334,9 +333,15 @@ def _beat_network(cfg: AnalyseConfig):
     return load_network(str(cfg.tempo_weights) if cfg.tempo_weights else None, tagger_device(cfg.tagger_device))
 
 
+def _has_tagger(cfg: AnalyseConfig) -> bool:
+    """Whether a tagger is configured (what ``_tagger`` gives is not None), without loading it: a song's join
+    judges its chunks from scores measured elsewhere and needs no model in its own process."""
+    return bool(cfg.tagger) and cfg.tagger != "none"
+
+
 def _tagger(cfg: AnalyseConfig) -> Optional[Tagger]:
     """The configured tagger, loaded once per process (each worker process loads its own)."""
-    if not cfg.tagger or cfg.tagger == "none":
+    if not _has_tagger(cfg):
         return None
     return _load_tagger(cfg.tagger, str(cfg.tagger_weights) if cfg.tagger_weights else None, cfg.tagger_threads,
                         cfg.tagger_device)
@@ -423,7 +428,8 @@ def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConf
     """Analyse a separated song and its chunks in this process (rows aligned with `chunks`): the beat network
     over the whole instrumental, ``measure_audio`` on each chunk's file, then ``assemble_song``. A build
     spreads the same work over its workers instead (processing.pipeline: a part per chunk and per beat
-    window, then the join); both give the same rows.
+    window, then the join); both give the same rows (for a song over WINDOW_S, whose beat windows run batched
+    here and one by one there, activations within 1e-5: tests/test_beat_network.py).
 
     ``whole``: the instrumental's duration, loudness and peak when the caller measured them already
     (the chunk stage does, on the audio it converts); else the instrumental is decoded to measure them.
@@ -555,7 +561,7 @@ def _with_report(result: ChunkAnalysis, report: InstrumentReport, residual: Opti
                  cfg: AnalyseConfig) -> ChunkAnalysis:
     """`result` with the stems' instrument report (instruments heard merged again) and the song-level QC flags."""
     facts = chunk_facts(result.tag_scores)
-    heard = facts.instruments if _tagger(cfg) is not None else None
+    heard = facts.instruments if _has_tagger(cfg) else None
     names, sources = merge_instruments(report, heard, facts.vocal_score, facts.instrument_score, cfg.vocal_threshold,
                                        facts.drum_score)
     return replace(result, instruments=report, residual_vocal_db=residual, flags=flags,
