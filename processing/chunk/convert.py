@@ -16,15 +16,20 @@ from ..config import ConvertConfig
 from ..types import AudioData
 
 
+def to_channels(samples: np.ndarray, cfg: ConvertConfig) -> np.ndarray:
+    """(channels, frames) samples downmixed (channel mean) or upmixed to ``cfg.channels``."""
+    if cfg.channels == 1 and samples.shape[0] > 1:
+        return samples.mean(axis=0, keepdims=True)
+    if cfg.channels == 2 and samples.shape[0] == 1:
+        return np.repeat(samples, 2, axis=0)
+    if cfg.channels == 2 and samples.shape[0] > 2:
+        return samples[:2]
+    return samples
+
+
 def to_training_format(audio: AudioData, cfg: ConvertConfig) -> AudioData:
     """Downmix/upmix to ``cfg.channels`` and resample to ``cfg.sample_rate``."""
-    samples = audio.samples
-    if cfg.channels == 1 and audio.channels > 1:
-        samples = samples.mean(axis=0, keepdims=True)
-    elif cfg.channels == 2 and audio.channels == 1:
-        samples = np.repeat(samples, 2, axis=0)
-    elif cfg.channels == 2 and audio.channels > 2:
-        samples = samples[:2]
+    samples = to_channels(audio.samples, cfg)
     if audio.sample_rate != cfg.sample_rate:
         # soxr takes (frames, channels); VHQ is its best-quality linear-phase filter.
         resampled = soxr.resample(np.ascontiguousarray(samples.T), audio.sample_rate, cfg.sample_rate, quality="VHQ")
@@ -56,24 +61,12 @@ class TrainingFormatStream:
 
     def __init__(self, sample_rate: int, channels: int, cfg: ConvertConfig):
         self.in_rate, self.in_channels, self.cfg = int(sample_rate), int(channels), cfg
-        if cfg.channels == 1 and channels > 1:
-            self.channels = 1
-        elif cfg.channels == 2 and channels != 2:
-            self.channels = 2
-        else:
-            self.channels = channels
+        self.channels = to_channels(np.zeros((self.in_channels, 0), np.float32), cfg).shape[0]
         self._resampler = (soxr.ResampleStream(self.in_rate, cfg.sample_rate, self.channels, dtype="float32",
                                                quality="VHQ") if self.in_rate != cfg.sample_rate else None)
 
     def _shape(self, block: np.ndarray) -> np.ndarray:
-        samples = block.T  # (channels, frames), as to_training_format sees the song
-        if self.cfg.channels == 1 and self.in_channels > 1:
-            samples = samples.mean(axis=0, keepdims=True)
-        elif self.cfg.channels == 2 and self.in_channels == 1:
-            samples = np.repeat(samples, 2, axis=0)
-        elif self.cfg.channels == 2 and self.in_channels > 2:
-            samples = samples[:2]
-        return np.ascontiguousarray(samples.T, dtype=np.float32)
+        return np.ascontiguousarray(to_channels(block.T, self.cfg).T, dtype=np.float32)  # (channels, frames) there
 
     def convert(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """The next (frames, channels) block of the song in, the next converted (frames, channels) block out."""
