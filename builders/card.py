@@ -313,14 +313,19 @@ a MusicInfo `.json` beside each audio file).
     return md
 
 
-def write_card(card: CardInput, card_path: Path, plot_dir: Path) -> Path:
+def draw_plots(card: CardInput, plot_dir: Path) -> dict[str, Optional[Path]]:
+    """The card's plots (distributions and balance) as PNG files in ``plot_dir``; None where there is nothing to plot."""
     rows = [r for split_rows in card.rows_by_split.values() for r in split_rows]
     plot_paths = write_plots(rows, plot_dir)
     plot_paths["balance"] = plots.balance(
         [(label, f["categories"], f["effective"], f["weighted_effective"]) for label, f in _balance_fields(card.diversity)],
         plot_dir / "balance.png", "Balance (all splits)") if card.diversity else None
-    text = render(card, card_path.parent, plot_paths)
-    return write_text_atomic(card_path, text)
+    return plot_paths
+
+
+def write_card(card: CardInput, card_path: Path, plot_paths: dict[str, Optional[Path]]) -> Path:
+    """The card's markdown at ``card_path``, showing ``plot_paths`` (draw_plots') by their paths relative to it."""
+    return write_text_atomic(card_path, render(card, card_path.parent, plot_paths))
 
 
 def card_data(card: CardInput) -> dict[str, Any]:

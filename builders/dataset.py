@@ -27,7 +27,7 @@ from processing.atomic import partial_path, replaced_dir, write_text_atomic
 from processing.config import PipelineConfig
 
 from . import audiocraft_export, parquet
-from .card import CardInput, card_data, write_card
+from .card import CardInput, card_data, draw_plots, write_card
 from .diversity import balance_report
 from .schema import SCHEMA_VERSION, SPLITS
 from .splits import assign_splits
@@ -94,6 +94,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def _linked_plots(plot_paths: dict[str, Optional[Path]], plot_dir: Path) -> dict[str, Optional[Path]]:
+    """The build folder's plots linked into another card's folder: the same rows give the same plots, and drawing
+    one takes ~0.25 s (matplotlib)."""
+    linked: dict[str, Optional[Path]] = {}
+    for name, path in plot_paths.items():
+        linked[name] = None if path is None else plot_dir / path.name
+        if path is not None:
+            _link_or_copy(path, plot_dir / path.name)
+    return linked
 
 
 def write_weight_column(path: Path, weights: dict[str, float]) -> None:
@@ -205,7 +216,8 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig, song_splits: Optional[di
         config=src.config or cfg.to_dict(), report=src.report, embed_audio=bcfg.embed_audio,
         splits_present=tuple(present), diversity=art.diversity, curation=curation,
     )
-    art.card = write_card(card_in, build_dir / "dataset_card.md", build_dir / "plots")
+    plot_paths = draw_plots(card_in, build_dir / "plots")
+    art.card = write_card(card_in, build_dir / "dataset_card.md", plot_paths)
     art.plots = {p.stem: p for p in sorted((build_dir / "plots").glob("*.png"))}
 
     if "hf" in bcfg.exports:
@@ -218,7 +230,7 @@ def build_dataset(build_dir: Path, cfg: PipelineConfig, song_splits: Optional[di
             else:
                 write_parquet(staging / "data", True)
             card_in.embed_audio = True
-            write_card(card_in, staging / "README.md", staging / "plots")
+            write_card(card_in, staging / "README.md", _linked_plots(plot_paths, staging / "plots"))
         art.hf_dir = hf
 
     info = card_data(card_in)

@@ -436,3 +436,44 @@ def test_derived_mood_rules():
     assert derive_moods(feats(bpm=140, scale="minor", lufs=-26, bright=800)) == ["tense", "energetic", "warm"]
     assert derive_moods(feats(bpm=70, scale="major", lufs=-8, bright=2000)) == ["warm", "calm"]
     assert derive_moods(feats(bpm=100, conf=0.5, scale="minor", lufs=-26, bright=3500)) == ["mellow"]
+
+
+def test_check_config_reads_every_model_file_without_torch(tmp_path):
+    """A build's driver checks the tempo and tagger models before any work but never runs them: the check reads
+    and verifies the files in a process that never imports torch (~2 s of every build's start-up), and a cut-off
+    file is named as surely as a missing one."""
+    import shutil
+    import subprocess
+    import sys
+
+    import musicnn
+
+    from processing.analyse import beat_network
+
+    tagger = tmp_path / "tagger"
+    for model in ("MTT_musicnn", "MSD_musicnn"):
+        shutil.copytree(Path(musicnn.__file__).parent / model, tagger / model)
+    data = tagger / "MSD_musicnn" / ".data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # a download cut short
+    beats = tmp_path / "beats"
+    shutil.copytree(beat_network.model_dir(None), beats)
+    (beats / beat_network.MODEL_FILES[3]).write_bytes((beats / beat_network.MODEL_FILES[3]).read_bytes()[:1000])
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from processing.analyse.analyse import check_config
+        from processing.config import AnalyseConfig
+        check_config(AnalyseConfig())  # the installed models: whole
+        for cfg in (AnalyseConfig(tagger_weights=Path({str(tagger)!r})), AnalyseConfig(tempo_weights=Path({str(beats)!r}))):
+            try:
+                check_config(cfg)
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+        print("imported:", sorted(m for m in ("torch", "scipy", "librosa") if m in sys.modules))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("TaggerUnavailable") and "MSD_musicnn" in lines[0], lines
+    assert lines[1].startswith("AnalysisError") and beat_network.MODEL_FILES[3] in lines[1], lines
+    assert lines[2] == "imported: []", lines

@@ -216,8 +216,8 @@ def test_a_rebuild_that_fails_mid_export_leaves_the_previous_exports_whole(built
     before = {p.relative_to(copy): p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
     real_write_card = dataset_module.write_card
 
-    def card_then_crash(card_in, card_path, plot_dir):  # the hf folder's card: half written, then the build dies
-        real_write_card(card_in, card_path, plot_dir)
+    def card_then_crash(card_in, card_path, plot_paths):  # the hf folder's card: half written, then the build dies
+        real_write_card(card_in, card_path, plot_paths)
         if ".hf.partial" in str(card_path):
             raise OSError("disk full (simulated) while writing the hf folder")
         return card_path

@@ -44,7 +44,7 @@ from .instruments import VOCAL_STEM, InstrumentReport, from_features, from_level
 from .moods import derive_moods
 from .musicness import NOISE_RATE, music_flags, noise_flatness
 from .tag_facts import chunk_facts, song_genres_moods
-from .tagger import Tagger, make_tagger
+from .tagger import Tagger, check_tagger, make_tagger
 from ..types import AudioData, Chunk, SeparatedSong, SongMetadata
 
 STAGE_VERSION = "1"
@@ -413,14 +413,20 @@ def check_config(cfg: AnalyseConfig) -> None:
         raise AnalysisError(f"analyse.tagger_threads must be >= 1, got {cfg.tagger_threads}")
     if cfg.tempo not in ("rnn", "essentia"):
         raise AnalysisError(f"analyse.tempo must be rnn or essentia, got {cfg.tempo!r}")
+    # the model files are read and checked, the networks not built: the driver that calls this never runs them
     if cfg.tempo == "rnn":
-        from .beat_network import BeatNetworkUnavailable
+        from .beat_network import BeatNetworkUnavailable, check_network
+        from .musicnn import MusicnnUnavailable, tagger_device
 
         try:
-            _beat_network(cfg)
-        except BeatNetworkUnavailable as exc:
+            check_network(str(cfg.tempo_weights) if cfg.tempo_weights else None)
+            if cfg.tagger_device not in ("auto", "cpu"):  # the beat network runs on the tagger's device
+                tagger_device(cfg.tagger_device)
+        except (BeatNetworkUnavailable, MusicnnUnavailable) as exc:
             raise AnalysisError(str(exc)) from exc
-    _tagger(cfg)
+    if _has_tagger(cfg):
+        check_tagger(cfg.tagger, Path(cfg.tagger_weights) if cfg.tagger_weights else None, cfg.tagger_threads,
+                     cfg.tagger_device)
 
 
 def analyse_song(separated: SeparatedSong, chunks: list[Chunk], cfg: AnalyseConfig,

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import scipy.fft
 
 SAMPLE_RATE = 44100
 FPS = 100
@@ -178,6 +177,8 @@ def features(x44: np.ndarray, first: int = 0, count: Optional[int] = None) -> np
 
 
 def _features(x44: np.ndarray, first: int, count: int) -> np.ndarray:
+    import scipy.fft
+
     x = np.asarray(x44, dtype=np.float32)
     out = []
     for size in FRAME_SIZES:
@@ -280,6 +281,14 @@ def _bidirectional(x, w, b, r, peep, hidden: int):
 
 
 @functools.lru_cache(maxsize=4)
+def check_network(weights: Optional[str] = None) -> None:
+    """Raise BeatNetworkUnavailable, naming the file, unless every model file is there and reads (numpy only:
+    a build's driver checks the network before any work without importing torch)."""
+    folder = model_dir(Path(weights) if weights else None)
+    for name in MODEL_FILES:
+        _read_model(folder / name)
+
+
 def load_network(weights: Optional[str] = None, device: str = "cpu") -> BeatNetwork:
     folder = model_dir(Path(weights) if weights else None)
     return BeatNetwork([_read_model(folder / name) for name in MODEL_FILES], device)

@@ -152,28 +152,58 @@ def _build_net():
     return Musicnn
 
 
-def load_network(model: str, weights: Optional[Path] = None):
-    """A Musicnn torch module (eval mode) with `model`'s trained weights."""
-    import torch
+def _bn_name(index: int) -> str:
+    return "batch_normalization" + (f"_{index}" if index else "")
 
+
+def _conv_name(index: int) -> str:
+    return f"conv2d{'_' + str(index) if index else ''}"
+
+
+# the checkpoint variables load_network reads: 11 batch norms, 8 convolutions (5 front-end, 3 mid-end), 2 dense
+VARIABLES = tuple([f"{_bn_name(i)}/{v}" for i in range(11) for v in ("gamma", "beta", "moving_mean", "moving_variance")]
+                  + [f"{_conv_name(i)}/{v}" for i in range(8) for v in ("kernel", "bias")]
+                  + [f"{d}/{v}" for d in ("dense", "dense_1") for v in ("kernel", "bias")])
+
+
+def _read(model: str, weights: Optional[Path]) -> tuple[Path, dict[str, np.ndarray]]:
     folder = checkpoint_dir(model, weights)
     try:
         ckpt = read_checkpoint(str(folder) + os.sep)
     except CheckpointError as exc:
         raise MusicnnUnavailable(f"tagger musicnn: cannot read {folder}: {exc}; {INSTALL_HINT}") from exc
+    missing = [name for name in VARIABLES if name not in ckpt]
+    if missing:
+        raise MusicnnUnavailable(f"tagger musicnn: {folder} does not hold musicnn's network (no {', '.join(missing[:3])}"
+                                 f"{' ...' if len(missing) > 3 else ''}); {INSTALL_HINT}")
+    return folder, ckpt
+
+
+def check_models(models: tuple[str, ...] = MODELS, weights: Optional[Path] = None) -> None:
+    """Raise MusicnnUnavailable, naming the folder, unless every model's checkpoint reads whole and holds the
+    network's variables; without torch (a build's driver checks the tagger before any work and never runs it)."""
+    for model in models:
+        _read(model, weights)
+
+
+def load_network(model: str, weights: Optional[Path] = None):
+    """A Musicnn torch module (eval mode) with `model`'s trained weights."""
+    import torch
+
+    folder, ckpt = _read(model, weights)
     net = _build_net()(len(LABELS[model]))
     t = lambda name: torch.from_numpy(np.ascontiguousarray(ckpt[name]))  # noqa: E731
 
     def load_bn(module, index: int) -> None:
-        name = "batch_normalization" + (f"_{index}" if index else "")
+        name = _bn_name(index)
         module.weight.data, module.bias.data = t(f"{name}/gamma"), t(f"{name}/beta")
         module.running_mean.data, module.running_var.data = t(f"{name}/moving_mean"), t(f"{name}/moving_variance")
 
     def conv_kernel(index: int) -> "torch.Tensor":  # TF (kh, kw, in, out) -> torch (out, in, kh, kw)
-        return t(f"conv2d{'_' + str(index) if index else ''}/kernel").permute(3, 2, 0, 1).contiguous()
+        return t(f"{_conv_name(index)}/kernel").permute(3, 2, 0, 1).contiguous()
 
     def conv_bias(index: int) -> "torch.Tensor":
-        return t(f"conv2d{'_' + str(index) if index else ''}/bias")
+        return t(f"{_conv_name(index)}/bias")
 
     try:
         # variables in musicnn's creation order: input BN, 5 front-end convs + BNs, 3 mid-end, backend

@@ -141,6 +141,23 @@ class MusicnnTagger:
         return {label: round(float(score), 4) for label, score in zip(self.labels, mean)}
 
 
+def check_tagger(name: Optional[str], weights: Optional[Path] = None, threads: int = 1, device: str = "cpu") -> None:
+    """Raise TaggerUnavailable unless the tagger can run. musicnn's checkpoints are read and checked without
+    building the network (a build's driver checks before any work and never tags: no torch there); any other
+    tagger is made."""
+    if name != "musicnn":
+        make_tagger(name, weights, threads, device)
+        return
+    from .musicnn import MusicnnUnavailable, check_models, tagger_device
+
+    try:
+        check_models(weights=weights)
+        if device not in ("auto", "cpu"):  # these never fail ("auto": the CPU when there is no GPU)
+            tagger_device(device)
+    except MusicnnUnavailable as exc:
+        raise TaggerUnavailable(str(exc)) from exc
+
+
 def make_tagger(name: Optional[str], weights: Optional[Path] = None, threads: int = 1,
                 device: str = "cpu") -> Optional[Tagger]:
     """The configured tagger, or None when `name` is unset or ``none``. `device` applies to musicnn."""

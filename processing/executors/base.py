@@ -157,9 +157,14 @@ class Executor(Protocol):
     song's SongOutcome. ``model`` is the separator that runs in the model worker, or None.
     ``finish(fn, *args)`` runs the build's last step (table and dataset exports) where the executor's
     workers run and returns its result; ``close()`` ends what the executor started.
-    ``distributed``: its tasks may run on other machines (which then read songs from a remote cache)."""
+    ``distributed``: its tasks may run on other machines (which then read songs from a remote cache).
+    ``start()`` begins what is slow to start (the local executor's warm fork server) while the caller goes on
+    preparing the build; ``run`` starts it anyway when nobody did."""
 
     distributed: bool
+
+    def start(self) -> None:
+        ...
 
     def run(self, items: Iterable[Any], ctx: BuildContext, tasks: SongTasks, model: Any) -> Iterator[Any]:
         ...

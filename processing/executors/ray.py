@@ -315,6 +315,9 @@ class RayExecutor:
         self._started_here = self._connect() or self._started_here
         yield from self._run(items, ctx, tasks, model)
 
+    def start(self) -> None:
+        """Nothing to start early: the cluster is joined when the build runs."""
+
     def finish(self, fn: Callable[..., Any], *args: Any) -> Any:
         """The build's last step (table, dataset exports; for an s3:// build their upload) in one Ray task."""
         self._started_here = self._connect() or self._started_here

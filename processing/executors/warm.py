@@ -14,6 +14,8 @@ def warm_up() -> None:
     try:
         import numpy as np
         import pyarrow.parquet  # noqa: F401
+        import scipy.fft  # noqa: F401  (the beat network's spectra)
+        import torch  # noqa: F401  (the networks and the stem levels; ~2 s, which the build's driver no longer pays)
 
         from .. import outputs, report  # noqa: F401
         from ..analyse import analyse  # noqa: F401

@@ -8,30 +8,36 @@ tensors (any device) and numpy arrays alike.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
 from ..types import StemLevels
+
+if TYPE_CHECKING:  # torch is imported where levels are measured: a build's driver need not import it (~2 s)
+    import torch
 
 WINDOW_S = 0.5  # the residual-vocal projection's window; chunk lengths that are multiples of it sum exactly
 VOCAL_STEMS = ("vocals",)
 
-Array = Union[np.ndarray, torch.Tensor]
+Array = Union[np.ndarray, "torch.Tensor"]
 
 
 def _windows(x: Array, window: int, count: int) -> torch.Tensor:
     """Channel average of (channels, frames) or (frames,), zero-padded and cut into (count, window), float64."""
+    import torch
+
     x = torch.as_tensor(x)
     mono = x.to(torch.float64).mean(dim=0) if x.dim() == 2 else x.to(torch.float64)
     return torch.nn.functional.pad(mono, (0, count * window - mono.shape[-1])).view(count, window)
 
 
 def levels_on_device(mix: Array, stems: dict[str, Array], instrumental: Array, sample_rate: int,
-                     window_s: float = WINDOW_S) -> tuple[list[str], torch.Tensor, tuple[int, int, int]]:
+                     window_s: float = WINDOW_S) -> tuple[list[str], "torch.Tensor", tuple[int, int, int]]:
     """The levels as one (rows, windows) float64 tensor on the arrays' device, with the rows' names and
     (rate, window, frames): a single small copy brings them to the host, whenever the caller wants."""
+    import torch
+
     frames = int(torch.as_tensor(mix).shape[-1])
     window = max(1, int(round(window_s * sample_rate)))
     count = max(1, -(-frames // window))
