@@ -9,6 +9,7 @@ from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import DRUM_BASS, PIANO, VIBE_ACE
+from dataset_compare import excerpt
 from proc_tree import alive, process_tree
 
 pytestmark = pytest.mark.slow
@@ -24,17 +25,23 @@ def _dataset(result) -> list[tuple]:
             for r in result.rows]
 
 
+def _excerpts(shared_audio, folder, seconds: float) -> list[SourceSpec]:
+    """Three real songs, ``seconds`` long each (the drum-bass clip is 25 s whole): piano, drums and bass, jazz."""
+    return [excerpt(shared_audio / PIANO, folder / "piano.wav", 0, seconds), SourceSpec(str(shared_audio / DRUM_BASS)),
+            excerpt(shared_audio / VIBE_ACE, folder / "vibe-ace.wav", 10, seconds)]
+
+
 def test_one_or_two_workers_build_the_same_dataset(tmp_path, shared_audio):
-    sources = [SourceSpec(str(shared_audio / name)) for name in (PIANO, DRUM_BASS, VIBE_ACE)]
-    one = run_build(_cfg(tmp_path, "one", "workers=1"), sources)
-    two = run_build(_cfg(tmp_path, "two", "workers=2"), sources)
+    sources = _excerpts(shared_audio, tmp_path, 25.0)  # 10 s chunks: two per song, a 5 s tail dropped
+    one = run_build(_cfg(tmp_path, "one", "workers=1", "chunk.chunk_s=10"), sources)
+    two = run_build(_cfg(tmp_path, "two", "workers=2", "chunk.chunk_s=10"), sources)
     assert _dataset(one) == _dataset(two)
     assert [r["song_id"] for r in one.rows] == sorted([r["song_id"] for r in one.rows],
                                                       key=[r["song_id"] for r in one.rows].index)  # songs stay together
-    assert len(one.rows) == 5 and not one.report.failures and not two.report.failures
+    assert len(one.rows) == 6 and not one.report.failures and not two.report.failures
     assert len(one.report.workers) == 1 and len(two.report.workers) == 2  # two processes shared the work
     assert sum(w["songs"] for w in two.report.workers.values()) == 3
-    assert one.report.wall_s > 0 and one.report.audio_s == pytest.approx(70.8 + 25.0 + 61.5, abs=1.0)
+    assert one.report.wall_s > 0 and one.report.audio_s == pytest.approx(25.0 * 3, abs=0.5)
     assert "x real time" in two.report.summary() and "busy (summed over workers)" in two.report.summary()
 
 
@@ -67,12 +74,13 @@ def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path,
 
     from conftest import REPO, SONG_WITH_VOCALS
 
-    names = (SONG_WITH_VOCALS, PIANO, DRUM_BASS, VIBE_ACE)
+    songs = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 30.0).location,
+             *(s.location for s in _excerpts(shared_audio, tmp_path, 30.0))]  # 115 s of real music in 10 s chunks
     listing = tmp_path / "sources.txt"
-    listing.write_text("".join(f"{shared_audio / n}\n" for n in names))
+    listing.write_text("".join(f"{s}\n" for s in songs))
     out = tmp_path / "killed"
     cmd = [sys.executable, str(REPO / "scripts" / "build.py"), str(listing), "--out", str(out), "--model", "none",
-           "--workers", "2", "--no-progress", "--set", "build.exports=[parquet]"]
+           "--workers", "2", "--no-progress", "--chunk-seconds", "10", "--set", "build.exports=[parquet]"]
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.err", "w"),
                              start_new_session=True)
     deadline = time.monotonic() + 240
