@@ -46,23 +46,28 @@ def _cfg(tmp_path, name, *overrides):
 
 @pytest.fixture(scope="module")
 def none_builds(cluster, shared_audio, tmp_path_factory):
-    """--model none on three real clips, with the local executor and with Ray (shared by the tests below)."""
+    """--model none on three real songs (25 s of each, 10 s chunks), with the local executor and with Ray (shared
+    by the tests below)."""
     tmp = tmp_path_factory.mktemp("none")
-    sources = [SourceSpec(str(shared_audio / n)) for n in (PIANO, DRUM_BASS, VIBE_ACE)]
-    local = run_build(_cfg(tmp, "local", "separate.model=none"), sources)
-    on_ray = run_build(_cfg(tmp, "ray", "separate.model=none", "build.executor=ray"), sources)
+    sources = [excerpt(shared_audio / PIANO, tmp / "piano.wav", 0, 25.0), SourceSpec(str(shared_audio / DRUM_BASS)),
+               excerpt(shared_audio / VIBE_ACE, tmp / "vibe-ace.wav", 10, 25.0)]
+    local = run_build(_cfg(tmp, "local", *NONE), sources)
+    on_ray = run_build(_cfg(tmp, "ray", *NONE, "build.executor=ray"), sources)
     return tmp, sources, local, on_ray
+
+
+NONE = ("separate.model=none", "chunk.chunk_s=10")
 
 
 def test_model_none_same_dataset_as_local_and_rerun_reuses_the_cache(none_builds):
     tmp, sources, local, on_ray = none_builds
-    assert not local.report.failures and not on_ray.report.failures and len(on_ray.rows) == 5
+    assert not local.report.failures and not on_ray.report.failures and len(on_ray.rows) == 6
     assert_same_dataset(local.out_dir, on_ray.out_dir)
     nodes = on_ray.report.nodes
     assert len(nodes) == 1 and sum(n["songs"] for n in nodes.values()) == 3
-    assert sum(n["chunks"] for n in nodes.values()) == 5
+    assert sum(n["chunks"] for n in nodes.values()) == 6
     assert "on 1 node" in on_ray.report.summary()
-    again = run_build(_cfg(tmp, "ray", "separate.model=none", "build.executor=ray"), sources)
+    again = run_build(_cfg(tmp, "ray", *NONE, "build.executor=ray"), sources)
     assert not again.report.cache_misses and again.report.cache_hits["chunk"] == 3
     assert_same_dataset(local.out_dir, again.out_dir)
 
@@ -97,14 +102,15 @@ def test_tiny_htdemucs_same_dataset_as_local(cluster, shared_audio, tmp_path, ti
     assert_same_dataset(local.out_dir, on_ray.out_dir)
 
 
-def _song_task_pids() -> list[int]:
-    """Ray workers running the song task now (Ray names a busy worker process after its task)."""
+def _busy_task_pids() -> list[int]:
+    """Ray workers running one of the build's tasks now: a song's (decode, separate, chunk) or a part's (analysis
+    of a chunk or a beat window, a song's join, the exports). Ray names a busy worker process after its task."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if fh.read().startswith(b"ray::_song_task"):
+                    if fh.read().startswith((b"ray::_song_task", b"ray::_call")):
                         pids.append(int(entry))
             except OSError:
                 continue
@@ -118,20 +124,21 @@ def test_a_killed_ray_worker_is_retried_and_nothing_is_lost_or_written_twice(non
 
     def kill_one() -> None:
         while not stop.is_set() and not killed:
-            pids = _song_task_pids()
+            pids = _busy_task_pids()
             if pids:
-                time.sleep(1.0)  # well inside the task: decoding, chunking or analysing
-                try:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
-                except ProcessLookupError:
-                    pass
+                time.sleep(0.3)  # inside the task, not at its first instruction
+                if pids[0] in _busy_task_pids():  # still running it (or another task): killed mid-task
+                    try:
+                        os.kill(pids[0], signal.SIGKILL)
+                        killed.append(pids[0])
+                    except ProcessLookupError:
+                        pass
             time.sleep(0.02)
 
     watcher = threading.Thread(target=kill_one, daemon=True)
     watcher.start()
     try:
-        result = run_build(_cfg(tmp, "killed", "separate.model=none", "build.executor=ray"), sources)
+        result = run_build(_cfg(tmp, "killed", *NONE, "build.executor=ray"), sources)
     finally:
         stop.set()
         watcher.join()
@@ -142,7 +149,8 @@ def test_a_killed_ray_worker_is_retried_and_nothing_is_lost_or_written_twice(non
 
 
 def test_a_song_that_kills_every_try_is_reported_and_the_rest_is_built(cluster, shared_audio, tmp_path):
-    sources = [SourceSpec(str(shared_audio / n)) for n in (DRUM_BASS, VIBE_ACE)]
+    sources = [SourceSpec(str(shared_audio / DRUM_BASS)),  # the crash tagger kills on its one 25 s chunk
+               excerpt(shared_audio / VIBE_ACE, tmp_path / VIBE_ACE.replace(".ogg", ".wav"), 10, 20.0)]
     cfg = _cfg(tmp_path, "crash", "separate.model=none", "build.executor=ray", "build.exports=[parquet]",
                "analyse.tagger=python:crash_tagger:factory")
     result = run_build(cfg, sources, RayExecutor(max_retries=1))
