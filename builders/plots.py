@@ -5,12 +5,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
-
 from processing.atomic import partial_path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a plot is drawn (~0.5 s, which a command that
+    stops on bad input, or never draws, need not pay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, path: Path) -> Path:
@@ -18,7 +24,7 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     tmp = partial_path(path)
     fig.savefig(tmp, dpi=80, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    _pyplot().close(fig)
     tmp.replace(path)
     return path
 
@@ -28,7 +34,7 @@ def histogram(values: Sequence[float], path: Path, title: str, xlabel: str, bins
     values = [float(v) for v in values if v is not None]
     if not values:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _pyplot().subplots(figsize=(6, 3.2))
     ax.hist(values, bins=bins, color="#4c72b0", edgecolor="white")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -41,7 +47,7 @@ def bars(counts: Counter, path: Path, title: str, top: int = 25) -> Optional[Pat
     if not counts:
         return None
     items = counts.most_common(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.28 * len(items)))
+    fig, ax = _pyplot().subplots(figsize=(6, 0.8 + 0.28 * len(items)))
     ax.barh([str(k) for k, _ in items], [v for _, v in items], color="#55a868")
     ax.set_title(title)
     ax.set_xlabel("chunks")
@@ -57,7 +63,7 @@ def balance(fields: list[tuple[str, int, float, Optional[float]]], path: Path, t
     import numpy as np
 
     y = np.arange(len(fields))[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.55 * len(fields)))
+    fig, ax = _pyplot().subplots(figsize=(6, 0.9 + 0.55 * len(fields)))
     ax.barh(y + 0.27, [f[1] for f in fields], height=0.27, color="#c8c8c8", label="values seen")
     ax.barh(y, [f[2] for f in fields], height=0.27, color="#4c72b0", label="effective (chunks)")
     if any(f[3] is not None for f in fields):
