@@ -688,6 +688,7 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
         from .analyse.analyse import check_config
 
         check_config(cfg.analyse)
+    executor.start()  # the checks passed: the workers' fork server warms up while this process sets up and ingests
     ctx = build_context(cfg, separator)
     out_dir = ctx.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)

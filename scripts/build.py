@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_dict(build_config(args, embedded))
         cfg.validate()
         executor = make_executor(cfg)  # e.g. --executor ray without Ray installed: stop before any work
-        executor.start()  # the local workers' fork server warms up while this process imports the pipeline
         if args.demo:
             cache = cfg.resolved_cache_dir
             local = local_side(cache, "cache") if is_remote(cache) else Path(cache)  # demo songs: local files

@@ -21,6 +21,7 @@ from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import BIRD, DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
+from proc_tree import process_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
 SCRIPT = REPO / "music_mixer_dataset.py"
@@ -161,11 +162,25 @@ def test_missing_weights_fail_before_any_work_and_say_how_to_fix(tmp_path, share
     sources = tmp_path / "s.yaml"
     sources.write_text(f"songs:\n  - {shared_audio / DRUM_BASS}\n")
     t0 = time.perf_counter()
-    proc = _run_cli(str(sources), "--out", str(tmp_path / "out"), "--no-progress", "--offline",
-                    env={"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hfhome"),
-                         "TORCH_HOME": str(tmp_path / "torch")})
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hfhome"),
+           "TORCH_HOME": str(tmp_path / "torch")}
+    child = subprocess.Popen([sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out",
+                              str(tmp_path / "out"), "--no-progress", "--offline"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    started: set[str] = set()  # the command lines of the processes the build started
+    while child.poll() is None:
+        for pid in process_tree(child.pid)[1:]:
+            try:
+                started.add(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                pass
+        time.sleep(0.02)
+    stderr = child.stderr.read()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, child.stdout.read(), stderr)
     assert proc.returncode == 2
     assert time.perf_counter() - t0 < 60
+    # nothing was started for work that will not come: no worker pool's fork server (~9 s of imports)
+    assert not [c for c in started if "forkserver" in c], started
     assert "separate.weights" in proc.stderr
     assert "separate.offline=true (--offline) forbids the download" in proc.stderr
     assert "separate.model=offline" in proc.stderr

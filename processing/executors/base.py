@@ -159,7 +159,7 @@ class Executor(Protocol):
     workers run and returns its result; ``close()`` ends what the executor started.
     ``distributed``: its tasks may run on other machines (which then read songs from a remote cache).
     ``start()`` begins what is slow to start (the local executor's warm fork server) while the caller goes on
-    preparing the build; ``run`` starts it anyway when nobody did."""
+    preparing the build (``run_build`` calls it once its checks pass); ``run`` starts it anyway when nobody did."""
 
     distributed: bool
 

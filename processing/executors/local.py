@@ -182,7 +182,8 @@ class LocalExecutor:
 
     def start(self) -> None:
         """Start the fork server now: it spends ~9 s importing and warming the stages' libraries (2-core machine),
-        which then overlaps the driver's own imports and set-up instead of following them."""
+        which then overlaps the driver's set-up and ingest instead of following them. Called once the build's
+        checks have passed: a build that stops on a missing model or a bad setting starts no server."""
         if _mp_context().get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
