@@ -170,3 +170,19 @@ def test_features_computed_in_blocks_equal_one_pass(shared_audio, monkeypatch):
     part = beat_network.features(x, 350, 1200)  # a window that starts and ends inside blocks
     assert blocked.shape == whole.shape == (2000, 266)
     assert np.abs(blocked - whole).max() < 1e-6 and np.abs(part - whole[350:1550]).max() < 1e-6  # measured: 0
+
+
+def test_the_network_is_loaded_once_per_process_and_its_check_reads_the_files_each_time(tmp_path):
+    """Every beat window part and chunk asks for the network: it is read from its 8 files once per process. The
+    check (a build's driver, before any work) is not remembered: a model fixed on disk passes the next check."""
+    import shutil
+
+    assert beat_network.load_network() is beat_network.load_network()
+    folder = tmp_path / "models"
+    shutil.copytree(beat_network.model_dir(None), folder)
+    whole = (folder / beat_network.MODEL_FILES[0]).read_bytes()
+    (folder / beat_network.MODEL_FILES[0]).write_bytes(whole[:100])
+    with pytest.raises(beat_network.BeatNetworkUnavailable, match=beat_network.MODEL_FILES[0]):
+        beat_network.check_network(str(folder))
+    (folder / beat_network.MODEL_FILES[0]).write_bytes(whole)
+    beat_network.check_network(str(folder))

@@ -280,7 +280,6 @@ def _bidirectional(x, w, b, r, peep, hidden: int):
     return seq
 
 
-@functools.lru_cache(maxsize=4)
 def check_network(weights: Optional[str] = None) -> None:
     """Raise BeatNetworkUnavailable, naming the file, unless every model file is there and reads (numpy only:
     a build's driver checks the network before any work without importing torch)."""
@@ -289,6 +288,7 @@ def check_network(weights: Optional[str] = None) -> None:
         _read_model(folder / name)
 
 
+@functools.lru_cache(maxsize=4)
 def load_network(weights: Optional[str] = None, device: str = "cpu") -> BeatNetwork:
     folder = model_dir(Path(weights) if weights else None)
     return BeatNetwork([_read_model(folder / name) for name in MODEL_FILES], device)
