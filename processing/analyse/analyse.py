@@ -416,12 +416,11 @@ def check_config(cfg: AnalyseConfig) -> None:
     # the model files are read and checked, the networks not built: the driver that calls this never runs them
     if cfg.tempo == "rnn":
         from .beat_network import BeatNetworkUnavailable, check_network
-        from .musicnn import MusicnnUnavailable, tagger_device
+        from .musicnn import MusicnnUnavailable, check_device
 
         try:
             check_network(str(cfg.tempo_weights) if cfg.tempo_weights else None)
-            if cfg.tagger_device not in ("auto", "cpu"):  # the beat network runs on the tagger's device
-                tagger_device(cfg.tagger_device)
+            check_device(cfg.tagger_device)  # the beat network runs on the tagger's device
         except (BeatNetworkUnavailable, MusicnnUnavailable) as exc:
             raise AnalysisError(str(exc)) from exc
     if _has_tagger(cfg):

@@ -238,6 +238,13 @@ def tagger_device(name: str) -> str:
     return name
 
 
+def check_device(name: str) -> None:
+    """Raise MusicnnUnavailable unless ``analyse.tagger_device`` ``name`` can be used here; "auto" (the CPU when there
+    is no GPU) and "cpu" always can, and are checked without importing torch."""
+    if name not in ("auto", "cpu"):
+        tagger_device(name)
+
+
 class MusicnnModels:
     """MTT_musicnn and MSD_musicnn, loaded once; ``scores(mono16k)`` gives per-patch scores of both."""
 

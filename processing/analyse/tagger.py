@@ -148,12 +148,11 @@ def check_tagger(name: Optional[str], weights: Optional[Path] = None, threads: i
     if name != "musicnn":
         make_tagger(name, weights, threads, device)
         return
-    from .musicnn import MusicnnUnavailable, check_models, tagger_device
+    from .musicnn import MusicnnUnavailable, check_device, check_models
 
     try:
         check_models(weights=weights)
-        if device not in ("auto", "cpu"):  # these never fail ("auto": the CPU when there is no GPU)
-            tagger_device(device)
+        check_device(device)
     except MusicnnUnavailable as exc:
         raise TaggerUnavailable(str(exc)) from exc
 
