@@ -52,3 +52,12 @@ def excerpt(src: Path, dst: Path, start_s: float, length_s: float) -> SourceSpec
     audio_io.write(dst, AudioData(audio.samples[:, a:a + int(length_s * audio.sample_rate)], audio.sample_rate),
                    subtype="PCM_16")
     return SourceSpec(str(dst))
+
+
+def three_songs(shared_audio: Path, folder: Path, seconds: float) -> list[SourceSpec]:
+    """Three real songs, ``seconds`` long each (the drum-bass clip is 25 s whole): solo piano from its start, drums
+    and bass, jazz from 10 s in; the excerpts are written into ``folder``."""
+    from conftest import DRUM_BASS, PIANO, VIBE_ACE
+
+    return [excerpt(shared_audio / PIANO, folder / "piano.wav", 0, seconds), SourceSpec(str(shared_audio / DRUM_BASS)),
+            excerpt(shared_audio / VIBE_ACE, folder / "vibe-ace.wav", 10, seconds)]

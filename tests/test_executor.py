@@ -9,7 +9,7 @@ from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import DRUM_BASS, PIANO, VIBE_ACE
-from dataset_compare import excerpt
+from dataset_compare import excerpt, three_songs
 from proc_tree import alive, process_tree
 
 pytestmark = pytest.mark.slow
@@ -25,14 +25,8 @@ def _dataset(result) -> list[tuple]:
             for r in result.rows]
 
 
-def _excerpts(shared_audio, folder, seconds: float) -> list[SourceSpec]:
-    """Three real songs, ``seconds`` long each (the drum-bass clip is 25 s whole): piano, drums and bass, jazz."""
-    return [excerpt(shared_audio / PIANO, folder / "piano.wav", 0, seconds), SourceSpec(str(shared_audio / DRUM_BASS)),
-            excerpt(shared_audio / VIBE_ACE, folder / "vibe-ace.wav", 10, seconds)]
-
-
 def test_one_or_two_workers_build_the_same_dataset(tmp_path, shared_audio):
-    sources = _excerpts(shared_audio, tmp_path, 25.0)  # 10 s chunks: two per song, a 5 s tail dropped
+    sources = three_songs(shared_audio, tmp_path, 25.0)  # 10 s chunks: two per song, a 5 s tail dropped
     one = run_build(_cfg(tmp_path, "one", "workers=1", "chunk.chunk_s=10"), sources)
     two = run_build(_cfg(tmp_path, "two", "workers=2", "chunk.chunk_s=10"), sources)
     assert _dataset(one) == _dataset(two)
@@ -75,7 +69,7 @@ def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path,
     from conftest import REPO, SONG_WITH_VOCALS
 
     songs = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 30.0).location,
-             *(s.location for s in _excerpts(shared_audio, tmp_path, 30.0))]  # 115 s of real music in 10 s chunks
+             *(s.location for s in three_songs(shared_audio, tmp_path, 30.0))]  # 115 s of real music in 10 s chunks
     listing = tmp_path / "sources.txt"
     listing.write_text("".join(f"{s}\n" for s in songs))
     out = tmp_path / "killed"

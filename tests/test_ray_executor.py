@@ -17,7 +17,7 @@ import pytest
 import ray
 
 from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ, one_at_a_time
-from dataset_compare import assert_same_dataset, excerpt
+from dataset_compare import assert_same_dataset, excerpt, three_songs
 from processing.config import load_config
 from processing.executors.ray import RayExecutor
 from processing.pipeline import run_build
@@ -49,8 +49,7 @@ def none_builds(cluster, shared_audio, tmp_path_factory):
     """--model none on three real songs (25 s of each, 10 s chunks), with the local executor and with Ray (shared
     by the tests below)."""
     tmp = tmp_path_factory.mktemp("none")
-    sources = [excerpt(shared_audio / PIANO, tmp / "piano.wav", 0, 25.0), SourceSpec(str(shared_audio / DRUM_BASS)),
-               excerpt(shared_audio / VIBE_ACE, tmp / "vibe-ace.wav", 10, 25.0)]
+    sources = three_songs(shared_audio, tmp, 25.0)
     local = run_build(_cfg(tmp, "local", *NONE), sources)
     on_ray = run_build(_cfg(tmp, "ray", *NONE, "build.executor=ray"), sources)
     return tmp, sources, local, on_ray
