@@ -27,33 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the pytest plug-in (loaded with -p from a temporary folder): one line per test, "cpu_s<TAB>wall_s<TAB>nodeid"
-PLUGIN = '''
-import os, time
-import pytest
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
-def _busy():
-    with open("/proc/stat") as fh:
-        f = fh.readline().split()[1:]
-    return sum(int(f[i]) for i in (0, 1, 2, 5, 6, 7)) / os.sysconf("SC_CLK_TCK")
-
-_out = open(os.environ["MUSIC_MIXER_TEST_CPU_LOG"], "a")
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    cpu, wall = _busy(), time.time()
-    yield
-    _out.write(f"{_busy() - cpu:.2f}\\t{time.time() - wall:.2f}\\t{item.nodeid}\\n")
-    _out.flush()
-'''
-
-
-def busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine since boot."""
-    with open("/proc/stat") as fh:
-        f = [int(v) for v in fh.readline().split()[1:9]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return sum(f[i] for i in (0, 1, 2, 5, 6, 7)) / tick, sum(f) / tick
+from suite_cpu_plugin import busy_seconds  # noqa: E402  (pytest loads the same module as its plug-in)
 
 
 def main() -> int:
@@ -61,11 +38,9 @@ def main() -> int:
     p.add_argument("--xdist", type=int, default=0, help="pytest-xdist processes (0: one at a time, per-test CPU exact)")
     p.add_argument("--json", type=Path, help="also write every test's figures to this JSON file")
     args, pytest_args = p.parse_known_args()
-    work = Path(tempfile.mkdtemp(prefix="mm-bench-tests-"))
-    (work / "suite_cpu_plugin.py").write_text(PLUGIN)
-    log = work / "tests.tsv"
+    log = Path(tempfile.mkdtemp(prefix="mm-bench-tests-")) / "tests.tsv"
     env = dict(os.environ, MUSIC_MIXER_TEST_CPU_LOG=str(log),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH", "")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(BENCHMARKS), os.environ.get("PYTHONPATH", "")])))
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "suite_cpu_plugin", "-p", "no:cacheprovider"]
     cmd += ["-n", str(args.xdist), "--dist", "loadfile"] if args.xdist else []
     cmd += pytest_args
