@@ -122,6 +122,10 @@ class StageCache:
         rel = f"{stage}/{key[:2]}/{key}"
         return CacheEntry(stage, key, Path(self.root) / rel, remote=self.remote, rel=rel)
 
+    def holds(self, stage: str) -> bool:
+        """Whether any finished entry of ``stage`` is in the cache folder (for a remote cache: its local mirror)."""
+        return next((Path(self.root) / stage).glob("*/*/done.json"), None) is not None
+
     def record(self, stage: str, hit: bool) -> None:
         counter = self.hits if hit else self.misses
         counter[stage] = counter.get(stage, 0) + 1

@@ -89,6 +89,36 @@ def needs_model(song: Song, ctx: BuildContext) -> bool:
             and not separation_entry(song, ctx, open_cache(ctx)).is_done())
 
 
+def cached_outcome(song: Song, ctx: BuildContext) -> Optional[SongOutcome]:
+    """Driver side: the song's outcome when every stage it needs is already in the cache (a rerun, a new
+    export or curation of the same songs), its rows written from the cache entries in milliseconds, so that
+    no worker process is needed for it, nor started when no song of the build needs one. None when any
+    stage has work to do, or when the build or the cache is on a remote store (the driver may lack their
+    files); a worker then runs the song's tasks as usual (as it does when this answer fails: its error is
+    then reported from there)."""
+    if ctx.out_store is not None or ctx.cache_store is not None:
+        return None
+    cfg = ctx.cfg
+    cache = open_cache(ctx)
+    separation = separation_entry(song, ctx, cache)
+    if not separation.is_done():
+        return None
+    chunks = cache.entry("chunk", CHUNK_VERSION, separation.key,
+                         chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song.song_id))
+    if not chunks.is_done():
+        return None
+    if cfg.analyse.enabled:
+        separated = load_separation(song, separation.path, separation.read_meta(), levels=False)
+        if not cache.entry("analyse", ANALYSE_VERSION, chunks.key, _analysis_params(separated, cfg)).is_done():
+            return None
+    try:
+        outcome = song_task(song, ctx)
+    except Exception:
+        log.debug("song %s: answering from the cache failed; a worker does it", song.song_id, exc_info=True)
+        return None
+    return outcome if isinstance(outcome, SongOutcome) else None
+
+
 # ----------------------------------------------------------------------------- tasks (worker side)
 
 
@@ -658,7 +688,8 @@ def _shared_sources(items, cache: StageCache):
         yield item
 
 
-TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=finish_task, model_failure=model_failure)
+TASKS = SongTasks(needs_model=needs_model, song_task=song_task, finish_task=finish_task, model_failure=model_failure,
+                  from_cache=cached_outcome)
 
 
 def run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Optional[Executor] = None) -> BuildResult:
@@ -688,11 +719,15 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
         from .analyse.analyse import check_config
 
         check_config(cfg.analyse)
-    executor.start()  # the checks passed: the workers' fork server warms up while this process sets up and ingests
     ctx = build_context(cfg, separator)
+    cache = open_cache(ctx)
+    if ctx.out_store is not None or ctx.cache_store is not None or not cache.holds("separate"):
+        # the checks passed and every song needs a worker (nothing is cached, or the build is remote: the cache
+        # answers no song in this process): the workers' fork server warms up now, while this process sets up and
+        # ingests. Otherwise the first song that needs a worker starts it: a rerun the cache answers whole starts none.
+        executor.start()
     out_dir = ctx.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = open_cache(ctx)
     cache.sweep_partials()
     report = BuildReport(out_dir=ctx.location, settings=cfg.to_dict())
     report.settings["code_version"] = __version__

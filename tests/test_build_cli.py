@@ -1,6 +1,7 @@
 """scripts/build.py as a user runs it: a sources file in, a published version out; every common format decodes."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import pyarrow.parquet as pq
 
 from conftest import DRUM_BASS, REPO, VIBE_ACE
+from proc_tree import run_watching
 from s3_server import aws_env, s3  # noqa: F401  (fixtures)
 
 from processing import audio_io
@@ -36,9 +38,13 @@ def test_build_then_publish_to_s3_and_pull_it_back(s3, aws_env, shared_audio, tm
     assert len(rows) == 1 and rows[0]["source_genre"] == "hip hop"
     assert (got / rows[0]["audio_path"]).read_bytes() == (out / rows[0]["audio_path"]).read_bytes()
     assert not (got / ".cache").exists()
-    again = _build(str(sources), "--out", str(out), "--model", "none", "--no-progress", "--publish", uri,
-                   "--endpoint-url", s3.endpoint_url, "--version", "v1")
+    again, pid, started = run_watching([sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out",
+                                        str(out), "--model", "none", "--no-progress", "--publish", uri,
+                                        "--endpoint-url", s3.endpoint_url, "--version", "v1"], env=dict(os.environ))
     assert again.returncode == 0 and "cache: " in again.stdout and " 0 computed" in again.stdout
+    # the cache answered the whole rerun in the build's own process: no worker, not even their fork server, started
+    assert not [c for c in started if "forkserver" in c or "multiprocessing" in c], started
+    assert [w.rsplit(":", 1)[1] for w in json.loads((out / "report.json").read_text())["workers"]] == [str(pid)]
 
 
 def test_publish_failure_is_reported_with_the_bucket_and_exit_code_4(s3, aws_env, shared_audio, tmp_path):  # noqa: F811

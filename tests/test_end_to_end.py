@@ -21,7 +21,7 @@ from processing.pipeline import run_build
 from processing.types import SourceSpec
 
 from conftest import BIRD, DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
-from proc_tree import process_tree
+from proc_tree import run_watching
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
 SCRIPT = REPO / "music_mixer_dataset.py"
@@ -164,19 +164,8 @@ def test_missing_weights_fail_before_any_work_and_say_how_to_fix(tmp_path, share
     t0 = time.perf_counter()
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "hfhome"),
            "TORCH_HOME": str(tmp_path / "torch")}
-    child = subprocess.Popen([sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out",
-                              str(tmp_path / "out"), "--no-progress", "--offline"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
-    started: set[str] = set()  # the command lines of the processes the build started
-    while child.poll() is None:
-        for pid in process_tree(child.pid)[1:]:
-            try:
-                started.add(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
-            except OSError:
-                pass
-        time.sleep(0.02)
-    stderr = child.stderr.read()
-    proc = subprocess.CompletedProcess(child.args, child.returncode, child.stdout.read(), stderr)
+    proc, _pid, started = run_watching([sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out",
+                                        str(tmp_path / "out"), "--no-progress", "--offline"], env=env)
     assert proc.returncode == 2
     assert time.perf_counter() - t0 < 60
     # nothing was started for work that will not come: no worker pool's fork server (~9 s of imports)

@@ -160,7 +160,7 @@ def _never(*_args):
 
 
 TEST_TASKS = SongTasks(needs_model=lambda song, ctx: False, song_task=fanning_song_task, finish_task=_never,
-                       model_failure=_never)
+                       model_failure=_never, from_cache=lambda song, ctx: None)
 
 
 def test_local_executor_joins_every_part_even_when_one_raises_and_one_is_killed(tmp_path):

@@ -143,12 +143,15 @@ class SongTasks:
       its rows, or up to the parts that other workers may share (FanOut).
     - ``finish_task(song, model_output, outcome, ctx) -> SongOutcome | FanOut``: after the model worker.
     - ``model_failure(song, error, outcome) -> SongOutcome``: a song the model worker could not separate.
+    - ``from_cache(song, ctx) -> SongOutcome | None``: driver side, first: the song's outcome when every stage
+      it needs is cached (no task to run for it), else None.
     """
 
     needs_model: Callable[[Song, BuildContext], bool]
     song_task: Callable[[Song, BuildContext], Union[SongOutcome, NeedsModel, FanOut]]
     finish_task: Callable[..., SongOutcome]
     model_failure: Callable[[Song, BaseException, SongOutcome], SongOutcome]
+    from_cache: Callable[[Song, BuildContext], Optional[SongOutcome]]
 
 
 class Executor(Protocol):

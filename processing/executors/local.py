@@ -258,7 +258,10 @@ class LocalExecutor:
                         continue
                     flight.arrive(payload)
                     yield payload
-                    if model is not None and tasks.needs_model(payload, ctx):
+                    answered = tasks.from_cache(payload, ctx)
+                    if answered is not None:  # every stage cached: answered here, no worker needed (nor started)
+                        yield done(answered)
+                    elif model is not None and tasks.needs_model(payload, ctx):
                         if model_error is not None:
                             yield model_failed(payload, model_error)
                         else:
