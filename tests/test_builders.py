@@ -196,6 +196,34 @@ def test_card_reports_real_numbers_licences_and_plots(built):
     assert info["splits"]["train"]["chunks"] == art.splits["train"].chunks
 
 
+def test_a_plot_is_drawn_again_only_when_what_it_shows_changes(tmp_path, monkeypatch):
+    """A rerun with the same rows keeps each PNG as it is (the digest of its inputs is in its metadata); a changed
+    value, a changed label or a file that is not the plot's draws it again."""
+    from collections import Counter
+
+    from builders import plots
+
+    bpm, genre = tmp_path / "bpm.png", tmp_path / "genre.png"
+    assert plots.histogram([100.0, 120.0, 121.0], bpm, "Tempo", "BPM") == bpm
+    assert plots.bars(Counter({"jazz": 3, "rock": 1}), genre, "Genre") == genre
+    first = {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in (bpm, genre)}
+    drawn: list[Path] = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, digest: drawn.append(path) or save(fig, path, digest))
+
+    plots.histogram([100.0, 120.0, 121.0], bpm, "Tempo", "BPM")
+    plots.bars(Counter({"rock": 1, "jazz": 3}), genre, "Genre")  # the same counts, in another order
+    assert drawn == []
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in (bpm, genre)} == first
+
+    plots.histogram([100.0, 120.0, 122.0], bpm, "Tempo", "BPM")
+    plots.bars(Counter({"jazz": 3, "rock": 1}), genre, "Genres")
+    assert drawn == [bpm, genre] and bpm.read_bytes() != first[bpm][2] and genre.read_bytes() != first[genre][2]
+    genre.write_bytes(b"\x89PNG not a plot")
+    plots.bars(Counter({"jazz": 3, "rock": 1}), genre, "Genres")
+    assert drawn[-1] == genre and genre.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(genre.read_bytes()) > 1000
+
+
 def test_missing_analysis_columns_are_reported_not_fatal(shared_audio, tmp_path):
     build = write_fixture_build(tmp_path / "b", shared_audio, songs=DEFAULT_SONGS[:2], max_chunks=1, with_analysis=False)
     art = build_dataset(build, PipelineConfig())
