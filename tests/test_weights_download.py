@@ -107,11 +107,12 @@ def test_first_build_downloads_and_caches_the_weights_and_the_second_makes_no_re
     assert (snapshot / "955717e8.safetensors").read_bytes() == hub.repos[HUB_REPO].files["955717e8.safetensors"].body
     before = hub.requests()
 
-    second = build("b")
+    (tmp_path / "a" / "chunks.parquet").unlink()
+    second = build("a")  # the same command again: the separator is loaded (and its weights checked) as in the first
     assert second.returncode == 0, second.stderr[-3000:]
     assert hub.requests() == before, hub.hits  # the cache served it: not one request
     assert "downloading" not in second.stderr
-    assert (tmp_path / "b" / "chunks.parquet").is_file()
+    assert (tmp_path / "a" / "chunks.parquet").is_file()
 
 
 def test_a_download_cut_short_is_refused_and_not_cached(hub, hub_env, pins):
