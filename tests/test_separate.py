@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_demucs  # noqa: E402
 
-from conftest import DRUM_BASS, SONG_WITH_VOCALS, VIBE_ACE_LOWQ  # noqa: E402
+from conftest import DRUM_BASS, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ  # noqa: E402
 from processing import audio_io  # noqa: E402
 from processing.config import SeparateConfig  # noqa: E402
 from processing.separate.demucs_separator import DemucsSeparator, apply_model_batched  # noqa: E402
@@ -239,6 +239,25 @@ def test_offline_separator_lowers_the_vocals_of_a_synthetic_song(seed, bpm, key,
     # observed over 8 synthetic songs of 10 s: 5.4 to 8.6 dB lower; assert 3 dB
     assert instrumental_db < mix_db - 3.0, (mix_db, instrumental_db)
     print(f"offline: vocals {mix_db:.1f} dB -> {instrumental_db:.1f} dB in {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("k", [40, 7])
+def test_offline_neighbour_median_equals_librosas_nn_filter_bit_for_bit(shared_audio, k):
+    """The hand-written median of similar frames gives exactly librosa's nn_filter(aggregate=np.median) numbers
+    (even and odd neighbour counts), on a real clip's spectrum and on a synthetic song's, blocks not filling the end."""
+    import librosa
+
+    from processing.separate.offline_separator import nearest_frames, neighbour_median, recurrence
+
+    real = audio_io.decode(shared_audio / VIBE_ACE).samples[0, 10 * 44100: 22 * 44100]
+    synthetic = synth_song(bpm=97, key="E", duration_s=9, stereo=False, seed=3).mix.samples[0]
+    for signal in (real, synthetic):
+        spectrum = np.abs(librosa.stft(signal, n_fft=2048, hop_length=512))  # (bins, frames)
+        neighbours = nearest_frames(spectrum, k=k, width=20, window=300)
+        rows = np.ascontiguousarray(spectrum.T)
+        assert len(rows) % 64 and neighbours.shape == (len(rows), k)
+        expected = librosa.decompose.nn_filter(rows, rec=recurrence(neighbours), aggregate=np.median, axis=0)
+        np.testing.assert_array_equal(neighbour_median(rows, neighbours), expected)
 
 
 def test_offline_separator_handles_clips_shorter_than_its_window():

@@ -7,7 +7,8 @@ residue, smears transients into the vocal stem and only has two stems.
 Method (Rafii & Pardo's REPET-SIM, as in librosa's "vocal separation"
 example): the accompaniment of a song repeats, the voice varies. For every
 STFT frame, take the median of the magnitude spectra of its most similar
-frames elsewhere in the song (``librosa.decompose.nn_filter``); that median is
+frames elsewhere in the song (as ``librosa.decompose.nn_filter`` does, see
+``neighbour_median``); that median is
 an estimate of the repeating accompaniment. Soft masks built from it split
 each channel's STFT into "vocals" (what does not repeat) and "other" (the
 accompaniment), which are inverted with the mix's phase.
@@ -35,11 +36,11 @@ def _n_fft(sample_rate: int, window_s: float) -> int:
     return int(2 ** max(8, round(np.log2(window_s * sample_rate))))
 
 
-def nearest_frames(features: np.ndarray, k: int, width: int, window: int, block: int = 256) -> scipy.sparse.csr_matrix:
-    """Recurrence matrix: row i marks the ``k`` frames most cosine-similar to frame i,
+def nearest_frames(features: np.ndarray, k: int, width: int, window: int, block: int = 256) -> np.ndarray:
+    """(frames, k) indices: row i holds the ``k`` frames most cosine-similar to frame i,
     at least ``width`` frames away from it, searched among ``window`` frames around it.
 
-    ``features`` is (dims, frames). The result feeds ``librosa.decompose.nn_filter(rec=...)``.
+    ``features`` is (dims, frames). ``recurrence`` turns it into librosa's sparse recurrence matrix.
     """
     n = features.shape[1]
     unit = features / (np.linalg.norm(features, axis=0, keepdims=True) + 1e-10)
@@ -54,19 +55,44 @@ def nearest_frames(features: np.ndarray, k: int, width: int, window: int, block:
         here = np.arange(start, stop)[:, None]
         cand = np.arange(lo, lo + window)[None, :]
         sim[np.abs(here - cand) < width] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k] + lo
-        rows.append(np.repeat(np.arange(start, stop), k))
-        cols.append(top.ravel())
-    rows_a, cols_a = np.concatenate(rows), np.concatenate(cols)
-    return scipy.sparse.csr_matrix((np.ones(rows_a.size, np.float32), (rows_a, cols_a)), shape=(n, n))
+        rows.append(np.argpartition(-sim, k - 1, axis=1)[:, :k] + lo)
+    return np.concatenate(rows)
+
+
+def recurrence(neighbours: np.ndarray) -> scipy.sparse.csr_matrix:
+    """``nearest_frames``' answer as the sparse recurrence matrix ``librosa.decompose.nn_filter(rec=...)`` takes."""
+    n, k = neighbours.shape
+    rows = np.repeat(np.arange(n), k)
+    return scipy.sparse.csr_matrix((np.ones(rows.size, np.float32), (rows, neighbours.ravel())), shape=(n, n))
+
+
+def neighbour_median(rows: np.ndarray, neighbours: np.ndarray, block: int = 64) -> np.ndarray:
+    """Row i of the result: the median of ``rows[neighbours[i]]``, element by element; the same numbers as
+    ``librosa.decompose.nn_filter(rows, rec=recurrence(neighbours), aggregate=np.median, axis=0)``.
+
+    Hand-written because nn_filter takes one median per frame over a (k, bins) slice, partitioning down
+    strided columns (9 s of a 75 s stereo song's 17 s of separation). Here the neighbours of ``block`` frames
+    are gathered with the k values of each bin side by side and sorted along that contiguous axis, which
+    numpy does with SIMD; the median is then np.median's: the middle value, or the mean of the middle two
+    (3x faster, equal bit for bit: tests/test_separate.py)."""
+    k = neighbours.shape[1]
+    out = np.empty_like(rows)
+    for start in range(0, len(rows), block):
+        gathered = rows[neighbours[start:start + block]]  # (block, k, bins)
+        ordered = np.sort(np.ascontiguousarray(gathered.transpose(0, 2, 1)), axis=-1)  # (block, bins, k)
+        if k % 2:
+            out[start:start + block] = ordered[..., k // 2]
+        else:  # np.mean of the two middle values, as np.median: their sum, then halved, in the rows' precision
+            out[start:start + block] = (ordered[..., k // 2 - 1] + ordered[..., k // 2]) / 2
+    return out
 
 
 @dataclass
 class OfflineSeparator:
     """REPET-SIM soft masking; stems "vocals" and "other" (the accompaniment). See the module docstring.
 
-    Lower quality than Demucs, needs no weights and no torch model; about one
-    to three seconds per 30 s of stereo audio on one CPU core.
+    Lower quality than Demucs, needs no weights and no torch model; about 3 s per 30 s of stereo
+    44.1 kHz audio on one CPU core (a 75 s demo song: 7.1 s, of which the neighbours' median 2.3 s).
     """
 
     cfg: Optional[SeparateConfig] = None
@@ -101,7 +127,7 @@ class OfflineSeparator:
             return {"vocals": AudioData(np.zeros_like(mix.samples), sr), "other": AudioData(mix.samples.copy(), sr)}
         spectra = librosa.stft(mix.samples, n_fft=n_fft, hop_length=hop)  # (channels, bins, frames)
         mags = np.abs(spectra)
-        rec = nearest_frames(
+        neighbours = nearest_frames(
             mags.mean(axis=0),
             k=self.neighbours,
             width=max(1, int(librosa.time_to_frames(self.min_distance_s, sr=sr, hop_length=hop))),
@@ -111,8 +137,7 @@ class OfflineSeparator:
         other = np.empty_like(mix.samples)
         for c in range(mix.channels):
             mag = mags[c]
-            # frames as rows, contiguous: nn_filter gathers whole rows (10x faster than the transposed view)
-            filtered = librosa.decompose.nn_filter(np.ascontiguousarray(mag.T), rec=rec, aggregate=np.median, axis=0)
+            filtered = neighbour_median(np.ascontiguousarray(mag.T), neighbours)  # frames as rows
             repeating = np.minimum(mag, filtered.T)
             varying = mag - repeating
             mask_other = librosa.util.softmask(repeating, self.margin_accompaniment * varying, power=self.power)
