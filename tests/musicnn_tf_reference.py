@@ -3,7 +3,9 @@
 Runs in the torch-free test venv that holds tensorflow-cpu (``MUSIC_MIXER_TF_PYTHON``, made by
 ``make test``):
 
-    python tests/musicnn_tf_reference.py CHECKPOINT_DIR PATCHES.npy SCORES.npy
+    python tests/musicnn_tf_reference.py PATCHES.npy CHECKPOINT_DIR SCORES.npy [CHECKPOINT_DIR SCORES.npy ...]
+
+(several checkpoints in one run: TensorFlow's import, ~7 CPU-s, is paid once)
 
 The graph is the one musicnn trained and saved (the checkpoint's ``.meta``). TensorFlow 2 cannot
 import it as saved (gradient and optimizer nodes carry inconsistent ``_output_shapes``), so only
@@ -55,7 +57,8 @@ def scores(checkpoint_dir: str, batch: np.ndarray) -> np.ndarray:
             if op.type in ("VariableV2", "Variable"):
                 value = reader.get_tensor(op.name)
                 assigns.append(tf.compat.v1.assign(op.outputs[0], value))
-        with tf.compat.v1.Session(graph=graph) as sess:
+        one_thread = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
+        with tf.compat.v1.Session(graph=graph, config=one_thread) as sess:  # the test machine's cores are shared
             sess.run(assigns)
             bools = [op.outputs[0] for op in graph.get_operations() if op.type == "Placeholder" and op.get_attr("dtype") == tf.bool]
             feed = {graph.get_tensor_by_name("model/Placeholder:0"): batch}
@@ -64,9 +67,12 @@ def scores(checkpoint_dir: str, batch: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    checkpoint_dir, patches_path, out_path = sys.argv[1:4]
+    patches_path, *pairs = sys.argv[1:]
+    if not pairs or len(pairs) % 2:
+        sys.exit(__doc__)
     batch = np.load(patches_path).astype(np.float32)
-    np.save(out_path, scores(checkpoint_dir, batch).astype(np.float32))
+    for checkpoint_dir, out_path in zip(pairs[::2], pairs[1::2]):
+        np.save(out_path, scores(checkpoint_dir, batch).astype(np.float32))
 
 
 if __name__ == "__main__":

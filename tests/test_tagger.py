@@ -48,27 +48,36 @@ def test_checkpoint_reader_errors_name_the_file(tmp_path):
         read_checkpoint(tmp_path / "x")
 
 
+@pytest.fixture(scope="module")
+def tensorflow_scores(shared_audio, tmp_path_factory) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(input patches of five real clips, each model's scores from musicnn's own graph run by TensorFlow), both
+    models in one run of the TensorFlow venv."""
+    tmp = tmp_path_factory.mktemp("tf")
+    batch = np.concatenate([
+        musicnn.patches(musicnn.log_mel(to_mono(clip(shared_audio / name, start, 9.0), musicnn.SAMPLE_RATE)))
+        for name, start in ((PIANO, 20), (SONG_WITH_VOCALS, 40), (SPEECH, 0), (DRUM_BASS, 5), (VIBE_ACE, 30))
+    ])
+    np.save(tmp / "patches.npy", batch)
+    pairs = [str(a) for model in musicnn.MODELS for a in (musicnn.checkpoint_dir(model), tmp / f"{model}.npy")]
+    proc = subprocess.run(
+        [os.environ["MUSIC_MIXER_TF_PYTHON"], str(REPO / "tests" / "musicnn_tf_reference.py"), str(tmp / "patches.npy"),
+         *pairs], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return batch, {model: np.load(tmp / f"{model}.npy") for model in musicnn.MODELS}
+
+
 @pytest.mark.skipif(
     not os.environ.get("MUSIC_MIXER_TF_PYTHON"),
     reason="set MUSIC_MIXER_TF_PYTHON to a python with tensorflow-cpu (make test does) to compare with musicnn's graph",
 )
 @pytest.mark.parametrize("model", musicnn.MODELS)
-def test_pytorch_port_equals_musicnn_tensorflow_graph(model, shared_audio, tmp_path):
+def test_pytorch_port_equals_musicnn_tensorflow_graph(model, tensorflow_scores):
     """Same input patches -> the same scores as musicnn's own graph, run by TensorFlow."""
     import torch
 
-    batch = np.concatenate([
-        musicnn.patches(musicnn.log_mel(to_mono(clip(shared_audio / name, start, 9.0), musicnn.SAMPLE_RATE)))
-        for name, start in ((PIANO, 20), (SONG_WITH_VOCALS, 40), (SPEECH, 0), (DRUM_BASS, 5), (VIBE_ACE, 30))
-    ])
-    np.save(tmp_path / "patches.npy", batch)
-    proc = subprocess.run(
-        [os.environ["MUSIC_MIXER_TF_PYTHON"], str(REPO / "tests" / "musicnn_tf_reference.py"),
-         str(musicnn.checkpoint_dir(model)), str(tmp_path / "patches.npy"), str(tmp_path / "tf.npy")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    reference = np.load(tmp_path / "tf.npy")
+    batch, references = tensorflow_scores
+    reference = references[model]
     with torch.inference_mode():
         ours = musicnn.load_network(model)(torch.from_numpy(batch)).numpy()
     assert reference.shape == ours.shape == (len(batch), 50)
