@@ -35,7 +35,6 @@ SLOW_MODULES_FIRST = (
     "test_curate",  # ~70 s
     "test_beat_network",  # ~55 s
     "test_fan_out",  # ~50 s (two one-song builds, after the session's small real build)
-    "test_ray_storage",  # ~50 s; after test_ray_executor has given the Ray lock back
     "test_weights_download",  # ~45 s
 )
 

@@ -1,11 +1,16 @@
 """The Ray executor on a real local Ray cluster (one per module, 2 CPUs): the same dataset as the local
 executor for --model none, offline and the tiny HTDemucs; a killed Ray worker is retried and nothing is
-lost or written twice; a song that kills every try is reported; Ray missing fails at once."""
+lost or written twice; a song that kills every try is reported; Ray missing fails at once.
+
+The build folder and the stage cache on S3 (moto's S3 server on loopback) with the Ray executor: the
+workers write the chunk files, cache entries, rows and exports into the store themselves, and the build,
+pulled back, is the local executor's local build; a rerun from fresh nodes reuses the cache on S3."""
 from __future__ import annotations
 
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +21,15 @@ from pathlib import Path
 import pytest
 import ray
 
+from builders.audiocraft_export import relocate
 from conftest import DRUM_BASS, PIANO, REPO, SONG_WITH_VOCALS, VIBE_ACE, VIBE_ACE_LOWQ, one_at_a_time
 from dataset_compare import assert_same_dataset, excerpt, three_songs
 from processing.config import load_config
 from processing.executors.ray import RayExecutor
 from processing.pipeline import run_build
+from processing.storage import StoreSpec, local_side
 from processing.types import SourceSpec
+from s3_server import FAKE_KEYS, s3  # noqa: F401  (s3: the session's server)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
 
@@ -29,14 +37,27 @@ TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray cluster of 2 CPUs; its workers can import the test plug-ins (crash_tagger). One Ray cluster at a
-    time in the test session (pytest-xdist workers): a test below kills Ray workers by their process name."""
+def cluster(s3, tmp_path_factory):  # noqa: F811
+    """A local Ray cluster of 2 CPUs; its workers can import the test plug-ins (crash_tagger), and have the S3
+    server's (fake) credentials and their own local folders. One Ray cluster at a time in the test session
+    (pytest-xdist workers): a test below kills Ray workers by their process name. (One cluster for every Ray test:
+    starting one costs ~8 CPU-s, and ~11 more for each worker it starts cold.)"""
+    env = dict(FAKE_KEYS, AWS_EC2_METADATA_DISABLED="true",
+               MUSIC_MIXER_LOCAL=str(tmp_path_factory.mktemp("node_local")))
+    saved = {k: os.environ.get(k) for k in env}
     with one_at_a_time(tmp_path_factory, "ray-cluster"):
+        os.environ.update(env)  # the cluster's processes inherit them
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 ** 2,
                  runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
-        yield ray
-        ray.shutdown()
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def _cfg(tmp_path, name, *overrides):
@@ -255,3 +276,77 @@ def test_the_download_rate_is_shared_by_the_cluster_s_concurrent_downloads():
     from processing.executors.ray import _split_rate
 
     assert _split_rate("2M", 4) == str(2 * 1024 * 1024 // 4) and _split_rate(None, 4) is None
+
+
+# ----------------------------------------------------------------------------- the build and its cache on S3
+
+
+def test_build_and_cache_on_s3_equal_the_local_build_and_a_rerun_reuses_the_cache(cluster, s3, shared_audio,  # noqa: F811
+                                                                                 tmp_path, tiny_repo):
+    bucket = s3.new_bucket()
+    sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 40, 11.0),
+               excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 10, 6.0),
+               excerpt(shared_audio / PIANO, tmp_path / "piano.wav", 0, 7.0),
+               excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 6.0)]
+    sources[3].instrumental = True
+    common = [f"separate.weights={tiny_repo}", "separate.cpu_batch_segments=4", "chunk.chunk_s=3", "chunk.min_tail_s=1",
+              "ingest.min_duration_s=1", "ingest.dedup=false", "analyse.exclude_flagged=false", "progress=false",
+              "build.exports=[parquet,audiocraft,hf]", "workers=2"]
+    local = run_build(load_config(None, [f"out_dir={tmp_path / 'local'}", *common]), sources)
+    build_uri, cache_uri = f"s3://{bucket}/builds/set1", f"s3://{bucket}/mm-cache"
+    remote_cfg = [f"out_dir={build_uri}", f"cache_dir={cache_uri}", f"build.endpoint_url={s3.endpoint_url}",
+                  "build.executor=ray", *common]
+    on_s3 = run_build(load_config(None, remote_cfg), sources)
+    assert not on_s3.report.failures and on_s3.report.cache_misses["separate"] == 4
+    assert on_s3.location == build_uri and on_s3.report.out_dir == build_uri
+
+    build = StoreSpec(build_uri, s3.endpoint_url).open()
+    keys = build.list()
+    assert not [k for k in keys if k.startswith(".rows/") or ".partial" in k]
+    assert {"chunks.parquet", "report.json", "config.json", "dataset_card.md", "hf/README.md"} <= set(keys)
+    pulled = tmp_path / "pulled"
+    build.download_tree("", pulled)
+    relocate(pulled)  # audiocraft's manifests name the folder they are in (as after scripts/pull.py)
+    assert_same_dataset(local.out_dir, pulled)
+    assert [r["audio_sha256"] for r in on_s3.rows] == [r["audio_sha256"] for r in local.rows]
+
+    cache = StoreSpec(cache_uri, s3.endpoint_url).open()
+    done = [k.split("/")[0] for k in cache.list() if k.endswith("/done.json")]
+    assert {stage: done.count(stage) for stage in set(done)} == {"separate": 4, "chunk": 4, "analyse": 4}
+    assert len(cache.list("sources")) == 4  # each song's audio, for nodes without the file
+
+    # fresh nodes: no local mirror or staging; everything comes from the cache on S3, and no cached audio is
+    # fetched (chunk files go from cache to build inside the store; nothing else reads audio on a full hit)
+    shutil.rmtree(local_side(cache_uri, "cache"))
+    shutil.rmtree(local_side(build_uri, "build"))
+    again = run_build(load_config(None, remote_cfg), sources)
+    assert not again.report.failures and not again.report.cache_misses
+    assert again.report.cache_hits == {"separate": 4, "chunk": 4, "analyse": 4, "describe": 4}
+    assert [r["audio_sha256"] for r in again.rows] == [r["audio_sha256"] for r in local.rows]
+    mirror = local_side(cache_uri, "cache")
+    assert not [p for p in mirror.rglob("*") if p.suffix in (".flac", ".wav", ".npz")]
+
+
+def test_a_cache_entry_on_s3_is_done_only_with_its_marker_and_is_read_through_the_mirror(s3, tmp_path):  # noqa: F811
+    """A writer killed mid-upload leaves files without done.json: not an entry; the next writer makes it whole."""
+    from processing.cache import StageCache
+
+    bucket = s3.new_bucket()
+    store = StoreSpec(f"s3://{bucket}/c", s3.endpoint_url).open()
+    writer = StageCache(tmp_path / "node_a", remote=store)
+    entry = writer.entry("chunk", "1", "abc", {"x": 1})
+    store.write_bytes(f"{entry.rel}/chunks/0.wav", b"half")  # what a killed upload leaves
+    assert not entry.is_done()
+
+    def compute(folder):
+        (folder / "chunks").mkdir()
+        (folder / "chunks" / "0.wav").write_bytes(b"whole")
+        return {"n": 1}
+
+    _, meta, hit = writer.get_or_compute("chunk", "1", "abc", {"x": 1}, compute)
+    assert not hit and meta == {"n": 1} and store.read_bytes(f"{entry.rel}/chunks/0.wav") == b"whole"
+    reader = StageCache(tmp_path / "node_b", remote=store)  # another node: nothing local yet
+    again = reader.entry("chunk", "1", "abc", {"x": 1})
+    assert again.is_done() and again.read_meta() == {"n": 1} and not again.path.exists()  # no file fetched
+    assert (again.fetch() / "chunks" / "0.wav").read_bytes() == b"whole"
+    assert reader.get_or_compute("chunk", "1", "abc", {"x": 1}, lambda f: 1 / 0)[2]  # a hit: nothing computed
