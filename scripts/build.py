@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cfg = config_from_dict(build_config(args, embedded))
         cfg.validate()
-        executor = make_executor(cfg)  # e.g. --executor ray without Ray installed: stop before any work
+        executor = make_executor(cfg, only_build=True)  # e.g. --executor ray without Ray installed: stop before any work
         if args.demo:
             cache = cfg.resolved_cache_dir
             local = local_side(cache, "cache") if is_remote(cache) else Path(cache)  # demo songs: local files

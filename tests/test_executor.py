@@ -107,3 +107,26 @@ def test_kill_9_mid_build_then_the_same_command_gives_the_same_dataset(tmp_path,
     files = sorted(p.relative_to(out).as_posix() for p in (out / "audio").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "whole").as_posix()
                            for p in (tmp_path / "whole" / "audio").rglob("*") if p.is_file())
+
+
+def test_a_build_without_analysis_alone_in_its_process_warms_no_analysis_library(tmp_path):
+    """scripts/build.py runs one build per process: with analysis off its workers' fork server skips torch, scipy,
+    librosa and essentia (~7 CPU-s). A process that may run other builds (a library caller, the tests) warms all."""
+    import os
+    import subprocess
+    import sys
+
+    from processing.executors.choose import make_executor
+    from processing.executors.local import WARM_ENV
+
+    off = load_config(None, [f"out_dir={tmp_path}", "analyse.enabled=false"])
+    on = load_config(None, [f"out_dir={tmp_path}"])
+    assert make_executor(off, only_build=True).warm == "stages"
+    assert make_executor(on, only_build=True).warm == make_executor(off).warm == "all"
+    check = ("import sys; import processing.executors.warm; "
+             "print(sorted(m for m in ('torch', 'scipy', 'librosa', 'essentia', 'numba') if m in sys.modules)); "
+             "print(all(m in sys.modules for m in ('processing.chunk.stage', 'processing.describe.describe')))")
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, WARM_ENV: "stages"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["[]", "True"]

@@ -15,12 +15,14 @@ class ExecutorUnavailable(ConfigError):
     """The configured executor cannot run here (e.g. Ray is not installed); the message says how to fix it."""
 
 
-def make_executor(cfg: PipelineConfig) -> Executor:
-    """The executor that ``build.executor`` names; fails at once when it cannot run here."""
+def make_executor(cfg: PipelineConfig, only_build: bool = False) -> Executor:
+    """The executor that ``build.executor`` names; fails at once when it cannot run here. ``only_build``: this
+    build is the only one its process runs (scripts/build.py), so the local executor's workers are warmed for
+    it alone (without analysis: not the analysis libraries)."""
     if cfg.build.executor == "local":
         from .local import LocalExecutor
 
-        return LocalExecutor(cfg.resolved_workers)
+        return LocalExecutor(cfg.resolved_workers, warm="stages" if only_build and not cfg.analyse.enabled else "all")
     if cfg.build.executor == "ray":
         try:
             import ray  # noqa: F401

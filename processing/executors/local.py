@@ -65,12 +65,9 @@ def _init_worker(driver_pid: int) -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: also die with the fork server
         except OSError:
             pass
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # a worker that imports it later gets one thread from OMP_NUM_THREADS
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def _mp_context() -> Any:
@@ -83,14 +80,18 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+# What the fork server warms (warm.py), from its environment: "all" (the default), or "stages" for a build without
+# analysis in a process that runs no other build (scripts/build.py): its workers never run the analysis, so the
+# server skips torch, scipy, librosa and essentia. A worker imports whatever else it needs itself.
+WARM_ENV = "MUSIC_MIXER_WARM"
 ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                           "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 
 
-def _one_thread_env() -> dict[str, Optional[str]]:
-    """Set ONE_THREAD_ENV in this process's environment (for the workers started from it); the values it replaced."""
-    saved = {k: os.environ.get(k) for k in ONE_THREAD_ENV}
-    os.environ.update(ONE_THREAD_ENV)
+def _set_env(values: dict[str, str]) -> dict[str, Optional[str]]:
+    """Set ``values`` in this process's environment (for the processes started from it); the values it replaced."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     return saved
 
 
@@ -172,13 +173,20 @@ class ModelWorker(threading.Thread):
 
 class LocalExecutor:
     """See the module docstring. ``workers``: CPU worker processes; ``max_in_flight``: songs between
-    ingest and their rows (default: two per worker plus the model worker's share)."""
+    ingest and their rows (default: two per worker plus the model worker's share); ``warm``: what the fork server
+    warms (``warm.WARM_ENV``): "all", or "stages" for a build without analysis that is its process's only build
+    (the server lives as long as the process and serves every later build with what it warmed)."""
 
     distributed = False
 
-    def __init__(self, workers: int, max_in_flight: Optional[int] = None):
+    def __init__(self, workers: int, max_in_flight: Optional[int] = None, warm: str = "all"):
         self.workers = max(1, int(workers))
         self.max_in_flight = max_in_flight
+        self.warm = warm
+
+    def _server_env(self) -> dict[str, Optional[str]]:
+        """Set the environment the fork server must start with (its workers' too); the values it replaced."""
+        return _set_env({**ONE_THREAD_ENV, WARM_ENV: self.warm})
 
     def start(self) -> None:
         """Start the fork server now: it spends ~9 s importing and warming the stages' libraries (2-core machine),
@@ -187,7 +195,7 @@ class LocalExecutor:
         if _mp_context().get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
-            saved = _one_thread_env()  # the server's environment is its workers'
+            saved = self._server_env()
             try:
                 forkserver.ensure_running()
             finally:
@@ -213,7 +221,7 @@ class LocalExecutor:
         slots = threading.Semaphore(max_in_flight)
         stop_ingest = threading.Event()
 
-        saved_env = _one_thread_env()  # workers inherit it; this process's libraries are already set up
+        saved_env = self._server_env()  # workers inherit it; this process's libraries are already set up
         pool = ProcessPool(max_workers=self.workers, initializer=_init_worker, initargs=(os.getpid(),),
                            context=_mp_context())
         worker = ModelWorker(model, ctx, events, model_capacity) if model is not None else None

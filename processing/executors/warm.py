@@ -8,21 +8,28 @@ which costs milliseconds once these are loaded, when its first task arrives)."""
 from __future__ import annotations
 
 import logging
+import os
+
+from .local import WARM_ENV  # (this module warms up when imported: only the fork server imports it)
 
 
-def warm_up() -> None:
+def warm_up(what: str = "all") -> None:
     try:
-        import numpy as np
+        import numpy as np  # noqa: F401
         import pyarrow.parquet  # noqa: F401
-        import scipy.fft  # noqa: F401  (the beat network's spectra)
-        import torch  # noqa: F401  (the networks and the stem levels; ~2 s, which the build's driver no longer pays)
 
         from .. import outputs, report  # noqa: F401
-        from ..analyse import analyse  # noqa: F401
-        from ..analyse.features import measure
         from ..chunk import stage  # noqa: F401
         from ..describe import describe  # noqa: F401
         from ..separate import stage as separate_stage  # noqa: F401
+
+        if what == "stages":
+            return
+        import scipy.fft  # noqa: F401  (the beat network's spectra)
+        import torch  # noqa: F401  (the networks and the stem levels; ~2 s, which the build's driver no longer pays)
+
+        from ..analyse import analyse  # noqa: F401
+        from ..analyse.features import measure
         from ..types import AudioData
 
         t = np.arange(3 * 44100) / 44100.0
@@ -31,4 +38,4 @@ def warm_up() -> None:
         logging.getLogger("music_mixer").debug("worker warm-up failed", exc_info=True)
 
 
-warm_up()
+warm_up(os.environ.get(WARM_ENV, "all"))
