@@ -18,7 +18,8 @@
       dataset      (builders)
     (publish: scripts/build.py after the build, processing.publish)
 
-The task functions below (``song_task``, ``finish_task``) are what executors run, anywhere: each takes
+A song whose every stage is cached is answered by the driver itself (``cached_outcome``: its rows from the
+cache, no task). The task functions below (``song_task``, ``finish_task``) are what executors run, anywhere: each takes
 one song and a picklable BuildContext and returns a SongOutcome (its rows' file, counts, busy seconds per
 stage, cache use, failures), or, after chunking, a FanOut: the song's analysis as parts (a beat-network
 window, a chunk) that any free worker runs, and the join that assembles them into the song's rows. The stage cache and failure capture wrap the stage functions here; an

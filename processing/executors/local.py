@@ -2,6 +2,8 @@
 
 Songs stream through the stages as soon as each is ready:
 - ingest runs in a thread (its downloads on threads of their own) and hands over each song as it is done;
+- a song whose every stage is cached is answered in this process (``SongTasks.from_cache``: its rows written
+  from the cache), so a rerun the cache answers whole starts no worker;
 - CPU work (decode, resample, chunk and encode, analyse, describe, and separation by the ``none`` and
   ``offline`` separators) runs in a pool of ``workers`` processes (one per core by default). A song's
   chunks are analysed by any free worker: after chunking, its task answers with a FanOut (one part per
