@@ -26,7 +26,6 @@ from typing import Optional
 
 import librosa
 import numpy as np
-import scipy.sparse
 
 from ..config import SeparateConfig
 from ..types import AudioData
@@ -40,14 +39,14 @@ def nearest_frames(features: np.ndarray, k: int, width: int, window: int, block:
     """(frames, k) indices: row i holds the ``k`` frames most cosine-similar to frame i,
     at least ``width`` frames away from it, searched among ``window`` frames around it.
 
-    ``features`` is (dims, frames). ``recurrence`` turns it into librosa's sparse recurrence matrix.
+    ``features`` is (dims, frames).
     """
     n = features.shape[1]
     unit = features / (np.linalg.norm(features, axis=0, keepdims=True) + 1e-10)
     window = min(window, n)
     width = max(1, min(width, (window - 1) // 4))  # short songs: keep candidates on both sides
     k = max(1, min(k, window - (2 * width - 1)))
-    rows, cols = [], []
+    rows = []
     for start in range(0, n, block):
         stop = min(n, start + block)
         lo = int(np.clip((start + stop) // 2 - window // 2, 0, n - window))
@@ -59,16 +58,10 @@ def nearest_frames(features: np.ndarray, k: int, width: int, window: int, block:
     return np.concatenate(rows)
 
 
-def recurrence(neighbours: np.ndarray) -> scipy.sparse.csr_matrix:
-    """``nearest_frames``' answer as the sparse recurrence matrix ``librosa.decompose.nn_filter(rec=...)`` takes."""
-    n, k = neighbours.shape
-    rows = np.repeat(np.arange(n), k)
-    return scipy.sparse.csr_matrix((np.ones(rows.size, np.float32), (rows, neighbours.ravel())), shape=(n, n))
-
-
 def neighbour_median(rows: np.ndarray, neighbours: np.ndarray, block: int = 64) -> np.ndarray:
     """Row i of the result: the median of ``rows[neighbours[i]]``, element by element; the same numbers as
-    ``librosa.decompose.nn_filter(rows, rec=recurrence(neighbours), aggregate=np.median, axis=0)``.
+    ``librosa.decompose.nn_filter(rows, rec=R, aggregate=np.median, axis=0)`` where row i of the sparse R marks
+    ``neighbours[i]``.
 
     Hand-written because nn_filter takes one median per frame over a (k, bins) slice, partitioning down
     strided columns (9 s of a 75 s stereo song's 17 s of separation). Here the neighbours of ``block`` frames
