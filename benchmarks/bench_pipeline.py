@@ -150,10 +150,12 @@ def _gpu_busy() -> float:
 # ----------------------------------------------------------------------------- one build
 
 
-def run_build(paths: list[Path], work: Path, label: str, args, workers: int, extra: list[str], warm: bool = False) -> dict:
+def run_build(paths: list[Path], work: Path, label: str, args, workers: int, extra: list[str], warm: bool = False,
+              out_of: str = "") -> dict:
+    """One build.py run, measured; ``warm``: into the build folder of the run labelled ``out_of`` (its cache)."""
     sources = work / f"sources-{label}.txt"
     sources.write_text("".join(f"{p}\n" for p in paths))
-    out = work / f"out-{label}"
+    out = work / f"out-{out_of or label}"
     if not warm:
         shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, str(REPO / "scripts" / "build.py"), str(sources), "--out", str(out), "--no-progress",
@@ -237,7 +239,8 @@ def main() -> None:
     for workers in args.workers:
         results.append(run_build(paths, work, f"cold-w{workers}", args, workers, extra))
         if args.warm:
-            results.append(run_build(paths, work, f"cold-w{workers}", args, workers, extra, warm=True))
+            results.append(run_build(paths, work, f"cached-w{workers}", args, workers, extra, warm=True,
+                                     out_of=f"cold-w{workers}"))
     if args.baseline:
         results.append(run_build(paths[:8], work, "baseline-serial", args, 1,
                                  extra + ["--set", "separate.songs_per_group=1"]))
