@@ -90,6 +90,24 @@ def needs_model(song: Song, ctx: BuildContext) -> bool:
             and not separation_entry(song, ctx, open_cache(ctx)).is_done())
 
 
+def _chunk_key(separation_key: str, song_id: str, cfg: PipelineConfig) -> tuple[str, str, str, dict[str, Any]]:
+    """The chunk stage's cache key (stage, version, input, parameters): the separation entry's key (a hash of the
+    source content and separation settings) and every setting that changes the chunks."""
+    params = chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song_id)
+    return "chunk", CHUNK_VERSION, separation_key, params
+
+
+def _analysis_key(chunk_key: str, separated: SeparatedSong, cfg: PipelineConfig
+                  ) -> tuple[str, str, str, dict[str, Any]]:
+    """The analysis+description stage's cache key: the chunk entry's key and ``_analysis_params``."""
+    return "analyse", ANALYSE_VERSION, chunk_key, _analysis_params(separated, cfg)
+
+
+def _local(ctx: BuildContext) -> bool:
+    """The build and its cache are folders of this machine (not on a remote store)."""
+    return ctx.out_store is None and ctx.cache_store is None
+
+
 def cached_outcome(song: Song, ctx: BuildContext) -> Optional[SongOutcome]:
     """Driver side: the song's outcome when every stage it needs is already in the cache (a rerun, a new
     export or curation of the same songs), its rows written from the cache entries in milliseconds, so that
@@ -97,20 +115,19 @@ def cached_outcome(song: Song, ctx: BuildContext) -> Optional[SongOutcome]:
     stage has work to do, or when the build or the cache is on a remote store (the driver may lack their
     files); a worker then runs the song's tasks as usual (as it does when this answer fails: its error is
     then reported from there)."""
-    if ctx.out_store is not None or ctx.cache_store is not None:
+    if not _local(ctx):
         return None
     cfg = ctx.cfg
     cache = open_cache(ctx)
     separation = separation_entry(song, ctx, cache)
     if not separation.is_done():
         return None
-    chunks = cache.entry("chunk", CHUNK_VERSION, separation.key,
-                         chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song.song_id))
+    chunks = cache.entry(*_chunk_key(separation.key, song.song_id, cfg))
     if not chunks.is_done():
         return None
     if cfg.analyse.enabled:
         separated = load_separation(song, separation.path, separation.read_meta(), levels=False)
-        if not cache.entry("analyse", ANALYSE_VERSION, chunks.key, _analysis_params(separated, cfg)).is_done():
+        if not cache.entry(*_analysis_key(chunks.key, separated, cfg)).is_done():
             return None
     try:
         outcome = song_task(song, ctx)
@@ -241,10 +258,10 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
     handover = handover_dir(ctx, song_id) if cfg.analyse.enabled and cfg.analyse.tempo == "rnn" else None
     try:
         with outcome.timed("chunk+convert"):
-            params = chunk_params(cfg.chunk, cfg.convert, cfg.separate.keep_stems, song_id)
-            # The separation entry's folder name is its key: a hash of the source content and separation settings.
+            # the separation entry's folder name is its key
+            chunk_key = _chunk_key(separated.instrumental_path.parent.name, song_id, cfg)
             entry, meta, hit = cache.get_or_compute(
-                "chunk", CHUNK_VERSION, separated.instrumental_path.parent.name, params,
+                *chunk_key,
                 lambda folder: chunk_song(full(), cfg.chunk, cfg.convert, cfg.separate.keep_stems, folder, handover))
             outcome.cache_use("chunk", hit)
             chunk_files = entry.fetch() if output.needs_local_cache_files else entry.path
@@ -263,7 +280,7 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
         return outcome
     if not cfg.analyse.enabled:
         return _write_song_rows(separated, chunking, [{} for _ in chunking.chunks], {}, [], ctx, outcome, output)
-    analysis = cache.entry("analyse", ANALYSE_VERSION, chunking.cache_key, _analysis_params(separated, cfg))
+    analysis = cache.entry(*_analysis_key(chunking.cache_key, separated, cfg))
     if analysis.is_done():
         _remove_handover(handover)
         outcome.cache_use("analyse", True)
@@ -275,8 +292,7 @@ def _rows_task(separated: SeparatedSong, ctx: BuildContext, outcome: SongOutcome
     try:
         with outcome.timed("analyse+describe"):
             files = {c["chunk_id"]: c["file"] for c in meta["chunks"]}
-            return _analysis_fan_out(separated, chunking, (separated.instrumental_path.parent.name, params, files),
-                                     ctx, outcome, full, handover)
+            return _analysis_fan_out(separated, chunking, (chunk_key, files), ctx, outcome, full, handover)
     except Exception as exc:  # keep the chunks (excluded) so nothing built is lost
         _remove_handover(handover)
         outcome.failures.append(Failure(song_id, "analyse", f"{type(exc).__name__}: {exc}", "analyse"))
@@ -319,7 +335,7 @@ def _analysis_params(separated: SeparatedSong, cfg: PipelineConfig) -> dict[str,
 
 
 def _analysis_fan_out(separated: SeparatedSong, chunking: ChunkingResult,
-                      chunk_entry: tuple[str, dict[str, Any], dict[str, str]],
+                      chunk_entry: tuple[tuple, dict[str, str]],
                       ctx: BuildContext, outcome: SongOutcome, full: Callable[[], SeparatedSong],
                       handover: Optional[Path]) -> FanOut:
     """The song's analysis as parts any worker may run: the beat network's windows over the whole instrumental
@@ -364,17 +380,18 @@ def beat_window_part(song: Song, ctx: BuildContext, window: Any) -> tuple[Any, f
     return acts, time.perf_counter() - started, _worker_name()
 
 
-def measure_chunk_part(chunk: Any, ctx: BuildContext, chunk_entry: tuple[str, dict[str, Any], dict[str, str]]
+def measure_chunk_part(chunk: Any, ctx: BuildContext, chunk_entry: tuple[tuple, dict[str, str]]
                        ) -> tuple[Any, float, str]:
     """A part: one chunk's measures (features, the tagger's scores), read from its file in the build, or from
-    the chunk stage's cache entry when this node has no copy in the build."""
+    the chunk stage's cache entry (``chunk_entry``: its ``_chunk_key`` and the chunks' file names) when this node
+    has no copy in the build."""
     from .analyse.analyse import measure_chunk_file
 
     started = time.perf_counter()
     path = None
     if not chunk.audio_path.is_file():
-        key, params, files = chunk_entry
-        path = open_cache(ctx).entry("chunk", CHUNK_VERSION, key, params).fetch() / files[chunk.chunk_id]
+        chunk_key, files = chunk_entry
+        path = open_cache(ctx).entry(*chunk_key).fetch() / files[chunk.chunk_id]
     return measure_chunk_file(chunk, ctx.cfg.analyse, path), time.perf_counter() - started, _worker_name()
 
 
@@ -423,8 +440,8 @@ def analysis_join(separated: SeparatedSong, chunking: ChunkingResult, beat_parts
             return {"chunk_rows": rows, "song_row": analysis.song_row(), "song_flags": list(analysis.flags)}
 
         with outcome.timed("analyse+describe"):
-            _entry, meta, hit = open_cache(ctx).get_or_compute("analyse", ANALYSE_VERSION, chunking.cache_key,
-                                                               _analysis_params(separated, cfg), compute)
+            _entry, meta, hit = open_cache(ctx).get_or_compute(*_analysis_key(chunking.cache_key, separated, cfg),
+                                                               compute)
         outcome.cache_use("analyse", hit)
         if cfg.describe.enabled:
             outcome.cache_use("describe", hit)
@@ -722,7 +739,7 @@ def _run_build(cfg: PipelineConfig, sources: list[SourceSpec], executor: Executo
         check_config(cfg.analyse)
     ctx = build_context(cfg, separator)
     cache = open_cache(ctx)
-    if ctx.out_store is not None or ctx.cache_store is not None or not cache.holds("separate"):
+    if not _local(ctx) or not cache.holds("separate"):
         # the checks passed and every song needs a worker (nothing is cached, or the build is remote: the cache
         # answers no song in this process): the workers' fork server warms up now, while this process sets up and
         # ingests. Otherwise the first song that needs a worker starts it: a rerun the cache answers whole starts none.
