@@ -7,6 +7,7 @@ import), and its files stay byte for byte the same."""
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -28,11 +29,17 @@ def _pyplot():
     return plt
 
 
-def inputs_digest(kind: str, *inputs: Any) -> str:
-    """The digest of one plot's inputs (and of how it is drawn)."""
+@lru_cache(maxsize=1)
+def _matplotlib_version() -> str:
+    """matplotlib's version, read from its metadata once (not once per plot)."""
     from importlib.metadata import version
 
-    return stable_hash(kind, PLOTS_VERSION, version("matplotlib"), inputs)
+    return version("matplotlib")
+
+
+def inputs_digest(kind: str, *inputs: Any) -> str:
+    """The digest of one plot's inputs (and of how it is drawn)."""
+    return stable_hash(kind, PLOTS_VERSION, _matplotlib_version(), inputs)
 
 
 def drawn_from(path: Path, digest: str) -> bool:

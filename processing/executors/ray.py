@@ -354,12 +354,14 @@ class RayExecutor:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         max_in_flight = self.max_in_flight or 2 * cpus + capacity * len(actors)
         ctx_ref = ray.put(ctx)
-        warm = []  # the warm-up is sent with the first song that needs a worker (none when the cache answers all)
+        warmed = False  # the warm-up is sent with the first song that needs a worker (none when the cache answers all)
 
         def warm_up() -> None:
-            if not warm:  # one per CPU: no result awaited, they only warm the workers the songs will use
-                warm.extend(_warm_up.options(runtime_env={"env_vars": dict(ONE_THREAD_ENV)}).remote()
-                            for _ in range(cpus))
+            nonlocal warmed
+            if not warmed:  # one per CPU: no result awaited, they only warm the workers the songs will use
+                warmed = True
+                for _ in range(cpus):
+                    _warm_up.options(runtime_env={"env_vars": dict(ONE_THREAD_ENV)}).remote()
         one_thread = {"env_vars": dict(ONE_THREAD_ENV)}  # as the local executor's workers: set before any import
         song_task = _song_task.options(max_retries=self.max_retries, runtime_env=one_thread)
         finish_task = _finish_task.options(max_retries=self.max_retries, runtime_env=one_thread)
