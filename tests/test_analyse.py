@@ -166,6 +166,23 @@ def test_drum_bass_excerpt_without_stems(shared_audio, tmp_path):
     assert 60 <= row["bpm"] <= 200 and row["loudness_lufs"] < -10
 
 
+def test_hpss_equals_librosas_bit_for_bit(shared_audio):
+    """features.hpss is librosa.decompose.hpss written out (so that analysis never imports scikit-learn and pandas):
+    the same harmonic and percussive parts, bit for bit, on a real clip and on a spectrogram with silent frames."""
+    import librosa
+    import librosa.decompose
+
+    from processing.analyse.features import hpss
+
+    x = to_mono(audio_io.decode(shared_audio / DRUM_BASS), 22050)[: 12 * 22050]
+    spec = np.abs(librosa.stft(x, n_fft=2048, hop_length=1024))[:512]
+    gaps = spec.copy()
+    gaps[:, 40:60] = 0.0  # all-zero frames: softmask's split_zeros case
+    for s, size in ((spec, (17, 31)), (gaps, (17, 31)), (spec, (5, 9))):
+        ours, theirs = hpss(s, kernel_size=size), librosa.decompose.hpss(s, kernel_size=size)
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
 def test_piano_ragtime_has_no_drums(shared_audio):
     result = analyse_audio(clip(shared_audio / PIANO, 20, 20), CFG)
     assert "drums" not in result.instruments.instruments

@@ -130,3 +130,8 @@ def test_a_build_without_analysis_alone_in_its_process_warms_no_analysis_library
                           env={**os.environ, WARM_ENV: "stages"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:2] == ["[]", "True"]
+    full = subprocess.run([sys.executable, "-c", "import sys; import processing.executors.warm; "
+                           "print(sorted(m for m in ('torch', 'essentia', 'sklearn', 'pandas') if m in sys.modules))"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, WARM_ENV: "all"})
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert full.stdout.split("\n")[0] == "['essentia', 'torch']"  # librosa.decompose's scikit-learn and pandas stay out
