@@ -42,7 +42,7 @@ import ray
 from ..separate.base import SeparatorError
 from ..types import Failure, Song
 from .base import BuildContext, FanIn, FanOut, NeedsModel, PartFailed, SongOutcome, SongsInFlight, SongTasks, feed_ingest
-from .local import ONE_THREAD_ENV
+from .local import ONE_THREAD_ENV, WARM_ENV
 
 log = logging.getLogger("music_mixer")
 
@@ -75,9 +75,12 @@ def _song_task(tasks: SongTasks, song: Song, ctx: BuildContext) -> tuple[tuple[s
 
 
 @ray.remote
-def _warm_up() -> None:
-    """Import the pipeline in a fresh Ray worker (~8 s of lazy imports and first calls, see warm.py) while the
-    driver starts ingest, so the first songs do not pay it; Ray then reuses the warm worker for them."""
+def _warm_up(what: str = "all") -> None:
+    """Import the pipeline in a fresh Ray worker (~7 s of lazy imports and first calls, see warm.py) while the
+    driver starts ingest, so the first songs do not pay it; Ray then reuses the warm worker for them. ``what``:
+    "stages" for a build without analysis (its workers need no analysis library; a later build's tasks that do
+    import them when they first run). A worker warmed before stays as it is."""
+    os.environ[WARM_ENV] = what  # warm.py reads it when it is first imported in this process
     from . import warm  # noqa: F401
 
 
@@ -355,13 +358,14 @@ class RayExecutor:
         max_in_flight = self.max_in_flight or 2 * cpus + capacity * len(actors)
         ctx_ref = ray.put(ctx)
         warmed = False  # the warm-up is sent with the first song that needs a worker (none when the cache answers all)
+        warmth = "all" if ctx.cfg.analyse.enabled else "stages"
 
         def warm_up() -> None:
             nonlocal warmed
             if not warmed:  # one per CPU: no result awaited, they only warm the workers the songs will use
                 warmed = True
                 for _ in range(cpus):
-                    _warm_up.options(runtime_env={"env_vars": dict(ONE_THREAD_ENV)}).remote()
+                    _warm_up.options(runtime_env={"env_vars": dict(ONE_THREAD_ENV)}).remote(warmth)
         one_thread = {"env_vars": dict(ONE_THREAD_ENV)}  # as the local executor's workers: set before any import
         song_task = _song_task.options(max_retries=self.max_retries, runtime_env=one_thread)
         finish_task = _finish_task.options(max_retries=self.max_retries, runtime_env=one_thread)
