@@ -92,6 +92,47 @@ def test_model_none_same_dataset_as_local_and_rerun_reuses_the_cache(none_builds
     assert_same_dataset(local.out_dir, again.out_dir)
 
 
+ANALYSIS_LIBRARIES = ("torch", "librosa", "essentia", "scipy")
+
+
+@ray.remote
+def _loaded() -> tuple[bool, list[str]]:
+    """Whether this Ray worker was warmed up, and which analysis libraries it has imported."""
+    return "processing.executors.warm" in sys.modules, sorted(m for m in ANALYSIS_LIBRARIES if m in sys.modules)
+
+
+def test_a_build_without_analysis_warms_its_ray_workers_without_the_analysis_libraries(cluster, shared_audio, tmp_path,
+                                                                                      monkeypatch):
+    """As the local executor's fork server: the warm-up a build sends its Ray workers imports the stages only when
+    the build has no analysis (~7 CPU-s less for each fresh worker), and everything when it has. (Here, after the
+    module's first builds, the builds' own workers are warm already: only the probe's worker starts fresh.)"""
+    from processing.executors import ray as ray_executor
+    from processing.executors.local import ONE_THREAD_ENV
+
+    sent: list[str] = []
+    real = ray_executor._warm_up
+
+    class Recorded:  # the real remote function, with what each build asks of it written down
+        def options(self, **kw):
+            started = real.options(**kw)
+            return type("Call", (), {"remote": lambda _, what="all": sent.append(what) or started.remote(what)})()
+
+    monkeypatch.setattr(ray_executor, "_warm_up", Recorded())
+    sources = [excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 6.0)]
+    common = ["separate.model=none", "chunk.chunk_s=3", "ingest.min_duration_s=1", "build.executor=ray",
+              "build.exports=[parquet]"]
+    off = run_build(_cfg(tmp_path, "off", *common, "analyse.enabled=false"), sources)
+    on = run_build(_cfg(tmp_path, "on", *common), sources)
+    assert not off.report.failures and not on.report.failures and off.rows and on.rows[0]["bpm"] is not None
+    assert sent == ["stages"] * 2 + ["all"] * 2  # one per CPU of the cluster, per build
+
+    # what a fresh worker holds after the stages' warm-up (a runtime env of its own: Ray starts a new worker for it,
+    # and runs the next task of that env in the same worker)
+    env = {"env_vars": {**ONE_THREAD_ENV, "MUSIC_MIXER_TEST_POOL": "stages"}}
+    ray.get(real.options(runtime_env=env).remote("stages"))
+    assert ray.get(_loaded.options(runtime_env=env).remote()) == (True, [])
+
+
 def test_offline_separator_same_dataset_as_local(cluster, shared_audio, tmp_path):
     sources = [excerpt(shared_audio / SONG_WITH_VOCALS, tmp_path / "vocal.wav", 30, 16.0),
                excerpt(shared_audio / VIBE_ACE_LOWQ, tmp_path / "jazz22k.wav", 5, 12.0),
@@ -196,46 +237,6 @@ def test_cli_joins_a_running_cluster_by_address(cluster, shared_audio, tmp_path)
     # the song's task and its analysis parts (beat window, chunk) may each run in another Ray worker process
     assert f"{len(report['workers'])} worker processes on 1 node" in run.stdout and report["workers"]
     assert report["settings"]["build"]["executor"] == "ray" and report["counts"]["chunks_included"] == 1
-
-
-ANALYSIS_LIBRARIES = ("torch", "librosa", "essentia", "scipy")
-
-
-@ray.remote
-def _loaded() -> tuple[bool, list[str]]:
-    """Whether this Ray worker was warmed up, and which analysis libraries it has imported."""
-    return "processing.executors.warm" in sys.modules, sorted(m for m in ANALYSIS_LIBRARIES if m in sys.modules)
-
-
-def test_a_build_without_analysis_warms_its_ray_workers_without_the_analysis_libraries(cluster, shared_audio, tmp_path,
-                                                                                      monkeypatch):
-    """As the local executor's fork server: the warm-up a build sends its Ray workers imports the stages only when
-    the build has no analysis (~7 CPU-s less for each fresh worker), and everything when it has."""
-    from processing.executors import ray as ray_executor
-    from processing.executors.local import ONE_THREAD_ENV
-
-    sent: list[str] = []
-    real = ray_executor._warm_up
-
-    class Recorded:  # the real remote function, with what each build asks of it written down
-        def options(self, **kw):
-            started = real.options(**kw)
-            return type("Call", (), {"remote": lambda _, what="all": sent.append(what) or started.remote(what)})()
-
-    monkeypatch.setattr(ray_executor, "_warm_up", Recorded())
-    sources = [excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 6.0)]
-    common = ["separate.model=none", "chunk.chunk_s=3", "ingest.min_duration_s=1", "build.executor=ray",
-              "build.exports=[parquet]"]
-    off = run_build(_cfg(tmp_path, "off", *common, "analyse.enabled=false"), sources)
-    on = run_build(_cfg(tmp_path, "on", *common), sources)
-    assert not off.report.failures and not on.report.failures and off.rows and on.rows[0]["bpm"] is not None
-    assert sent == ["stages"] * 2 + ["all"] * 2  # one per CPU of the cluster, per build
-
-    # what a fresh worker holds after the stages' warm-up (a runtime env of its own: Ray starts a new worker for it,
-    # and runs the next task of that env in the same worker)
-    env = {"env_vars": {**ONE_THREAD_ENV, "MUSIC_MIXER_TEST_POOL": "stages"}}
-    ray.get(real.options(runtime_env=env).remote("stages"))
-    assert ray.get(_loaded.options(runtime_env=env).remote()) == (True, [])
 
 
 def test_without_ray_the_ray_executor_fails_at_once_saying_how_to_install_it(tmp_path):
