@@ -113,9 +113,15 @@ def test_a_build_without_analysis_warms_its_ray_workers_without_the_analysis_lib
     real = ray_executor._warm_up
 
     class Recorded:  # the real remote function, with what each build asks of it written down
+        def __init__(self, call=real):
+            self.call = call
+
         def options(self, **kw):
-            started = real.options(**kw)
-            return type("Call", (), {"remote": lambda _, what="all": sent.append(what) or started.remote(what)})()
+            return Recorded(self.call.options(**kw))
+
+        def remote(self, what: str = "all"):
+            sent.append(what)
+            return self.call.remote(what)
 
     monkeypatch.setattr(ray_executor, "_warm_up", Recorded())
     sources = [excerpt(shared_audio / DRUM_BASS, tmp_path / "drums.wav", 0, 6.0)]
