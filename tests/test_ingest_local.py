@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from conftest import BIRD, DRUM_BASS, PIANO, SONG_WITH_VOCALS, SPEECH, VIBE_ACE, VIBE_ACE_LOWQ
-from processing.ingest.audio_check import check_audio
+from processing.ingest.audio_check import check_audio, check_audio_head
 from processing.config import IngestConfig
 from processing.ingest.failures import IngestFailure
 from processing.ingest.fingerprint import (DuplicateIndex, cached_fingerprint, decode_fingerprint,
@@ -87,6 +87,46 @@ def test_short_clip_has_an_empty_print_and_fingerprints_are_cached(prints, share
     assert np.array_equal(fp.items, prints[VIBE_ACE].items)
     again = cached_fingerprint(tmp_path / "gone.ogg", "ab" * 32, tmp_path)  # from the cache: the file is not read
     assert np.array_equal(again.items, fp.items) and again.duration_s == pytest.approx(61.46, abs=0.01)
+
+
+def _formats(shared_audio: Path, folder: Path) -> list[Path]:
+    """Real clips (Ogg Vorbis: a 133 s stereo song, longer than the 120 s fingerprinted; 22 kHz mono; 2.7 s), and
+    excerpts of the song as 16-bit WAV (125 s), 24-bit FLAC, 6-channel float WAV and MP3."""
+    audio, rate = sf.read(str(shared_audio / SONG_WITH_VOCALS), dtype="float32", always_2d=True)
+    paths = [shared_audio / name for name in (SONG_WITH_VOCALS, VIBE_ACE_LOWQ, BIRD)]
+    for name, data, subtype in (("s16.wav", audio[5 * rate: 130 * rate], "PCM_16"),
+                                ("s24.flac", audio[30 * rate: 60 * rate], "PCM_24"),
+                                ("six.wav", np.tile(audio[40 * rate: 60 * rate] * 0.5, 3), "FLOAT"),
+                                ("clip.mp3", audio[50 * rate: 62 * rate], None)):
+        paths.append(folder / name)
+        sf.write(str(paths[-1]), data, rate, subtype=subtype)
+    return paths
+
+
+def test_the_check_keeps_the_head_the_fingerprint_would_read_so_a_file_is_decoded_once(shared_audio, tmp_path,
+                                                                                      monkeypatch):
+    from processing.ingest import fingerprint
+
+    paths = _formats(shared_audio, tmp_path)
+    heads = {}
+    for path in paths:
+        _, head = heads[path] = check_audio_head(path, fingerprint.LENGTH_S)
+        mono, rate, duration = fingerprint._read_mono(path, fingerprint.LENGTH_S)
+        assert head is not None and head.mono.dtype == np.float32 and head.mono.flags["C_CONTIGUOUS"], path.name
+        assert np.array_equal(head.mono.view(np.uint32), mono.view(np.uint32)), path.name  # bit for bit
+        assert (head.rate, head.duration_s) == (rate, duration), path.name
+    assert check_audio_head(paths[0], 0.0) == (check_audio(paths[0]), None)  # no head asked: none kept
+    from_head = fingerprint.fingerprint_file(paths[0], head=heads[paths[0]][1])
+    from_file = fingerprint.fingerprint_file(paths[0])
+    assert from_head.items.size > 900 and np.array_equal(from_head.items, from_file.items)  # 120 s of 133
+    assert from_head.duration_s == from_file.duration_s
+
+    # ingest fingerprints every file from its check's head: the fingerprint reads no file itself
+    monkeypatch.setattr(fingerprint, "_read_mono", lambda *a: pytest.fail(f"read again: {a[0]}"))
+    result = ingest([SourceSpec(str(p)) for p in paths[-4:]] + [SourceSpec(str(shared_audio / VIBE_ACE_LOWQ))],
+                    IngestConfig(), tmp_path / "dl")
+    assert not result.failures and len(result.songs) == 2  # the four excerpts of one song are one recording
+    assert [Path(d.item).name for d in result.duplicate_items] == ["s24.flac", "six.wav", "clip.mp3"]
 
 
 def test_duplicate_index_finds_first_kept_song_and_survives_a_shift(prints):

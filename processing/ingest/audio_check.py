@@ -11,13 +11,15 @@ decoded in full by ffmpeg and any decode error counts.
 
 What libsndfile decodes is also scanned, block by block, for samples no
 stage can use: NaN or infinity (a broken float WAV) and digital silence
-(every sample exactly 0).
+(every sample exactly 0). ``check_audio_head`` also keeps the mono mix of the
+first seconds that scan decoded, for the fingerprint: one decode per song
+instead of two.
 """
 from __future__ import annotations
 
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -59,16 +61,20 @@ class _Scan:
     peak: float = 0.0  # largest finite |sample|
     first_bad_frame: Optional[int] = None  # first frame holding NaN or infinity
     error: Optional[str] = None  # libsndfile's message when decoding stopped early
+    head: list = field(default_factory=list)  # mono float32 blocks of the first `head_frames` frames
 
 
-def _scan(path: Path) -> _Scan:
-    """Decode the whole file with libsndfile in blocks: frame count, peak, first non-finite frame."""
+def _scan(path: Path, head_frames: int = 0) -> _Scan:
+    """Decode the whole file with libsndfile in blocks: frame count, peak, first non-finite frame; and the mono mix
+    (the channels' mean) of its first ``head_frames`` frames."""
     scan = _Scan()
     try:
         with sf.SoundFile(str(path)) as fh:
             # read() until empty, not blocks(): blocks() trusts the header's frame count and pads
             # a cut-off MP3 to it, hiding the truncation
             while len(block := fh.read(1 << 16, dtype="float32", always_2d=True)):
+                if scan.frames < head_frames:
+                    scan.head.append(block[: head_frames - scan.frames].mean(axis=1))
                 finite = np.isfinite(block)
                 if scan.first_bad_frame is None and not finite.all():
                     scan.first_bad_frame = scan.frames + int(np.argmin(finite.all(axis=1)))
@@ -159,6 +165,23 @@ def _riff_data_declared(path: Path) -> int | None:
 
 def check_audio(path: Path) -> tuple[float, int, int]:
     """(duration_s, sample_rate, channels) of a complete audio file, or IngestFailure naming what is wrong."""
+    return check_audio_head(path, 0.0)[0]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The mono mix (float32, the channels' mean) of a file's first seconds, as ``fingerprint._read_mono`` reads it:
+    ``rate`` and ``duration_s`` (the whole file's, from its header) as libsndfile reports them."""
+
+    mono: np.ndarray
+    rate: int
+    duration_s: float
+
+
+def check_audio_head(path: Path, head_s: float) -> tuple[tuple[float, int, int], Optional[Head]]:
+    """``check_audio``, and the first ``head_s`` seconds of the file as its check decoded them, when it did (the
+    formats libsndfile reads, decoded in full to find a truncation); else None. Its fingerprint then needs no
+    second decode."""
     path = Path(path)
     if not path.is_file():
         raise IngestFailure("missing", f"{path}: no such file")
@@ -177,16 +200,25 @@ def check_audio(path: Path) -> tuple[float, int, int]:
         meta = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         meta = None
+    head_frames = min(meta.frames, int(round(head_s * meta.samplerate))) if meta is not None and head_s > 0 else 0
+
+    def head(scan: _Scan) -> Optional[Head]:
+        if not head_frames:
+            return None
+        mono = np.concatenate(scan.head) if scan.head else np.zeros(0, np.float32)
+        return Head(np.ascontiguousarray(mono, dtype=np.float32), int(meta.samplerate), meta.frames / float(meta.samplerate))
+
     if _is_ogg(path):
         if not _ogg_complete(path):
             raise IngestFailure("truncated", f"{path}: truncated Ogg stream (no end-of-stream page; "
                                              f"the download or copy was cut off after {duration:.1f} s)")
         if meta is not None:
-            scan = _scan(path)
+            scan = _scan(path, head_frames)
             if scan.error is not None:
                 raise IngestFailure("corrupt", f"{path}: decoding failed at {scan.frames / rate:.1f} s ({scan.error})")
             _check_samples(path, scan, rate)
-        return duration, rate, channels
+            return (duration, rate, channels), head(scan)
+        return (duration, rate, channels), None
     if meta is not None and meta.format in ("WAV", "FLAC", "AIFF", "WAVEX", "W64", "MPEG", "MP3"):
         declared: Optional[int] = meta.frames
         if meta.format in ("WAV", "WAVEX"):
@@ -196,7 +228,7 @@ def check_audio(path: Path) -> tuple[float, int, int]:
                 declared = max(meta.frames, riff // frame_bytes)
         elif meta.format in ("MPEG", "MP3") and not _mp3_declares_length(path):
             declared = None  # a bare MP3 stream: its length is whatever decodes
-        scan = _scan(path)
+        scan = _scan(path, head_frames)
         slack = 2 * 1152 if meta.format in ("MPEG", "MP3") else 0  # encoder delay/padding: at most a frame or two
         if declared is not None and scan.frames + slack < declared:
             cause = f"; decoder: {scan.error}" if scan.error else ""
@@ -205,14 +237,14 @@ def check_audio(path: Path) -> tuple[float, int, int]:
         if scan.error is not None:
             raise IngestFailure("corrupt", f"{path}: decoding failed at {scan.frames / rate:.1f} s ({scan.error})")
         _check_samples(path, scan, rate)
-        return duration, rate, channels
+        return (duration, rate, channels), head(scan)
     cmd = [audio_io.ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0", "-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     errors = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
     if proc.returncode != 0 or errors:
         detail = errors[-1] if errors else f"ffmpeg exit code {proc.returncode}"
         raise IngestFailure("corrupt", f"{path}: corrupt or truncated audio ({detail})")
-    return duration, rate, channels
+    return (duration, rate, channels), None
 
 
 def _bytes_per_sample(subtype: str) -> int:

@@ -29,14 +29,18 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import soundfile as sf
 
 from .. import audio_io
 
+if TYPE_CHECKING:
+    from .audio_check import Head
+
 ITEM_S = 4096 / 11025 / 3  # seconds per fingerprint item (~0.124 s)
+LENGTH_S = 120.0  # seconds fingerprinted from a song's start (fpcalc's default)
 _MAX_NORMAL = 7  # Chromaprint's compression: a 3-bit value of 7 means "7 + the next 5-bit exception"
 
 
@@ -156,13 +160,17 @@ def _read_mono(path: Path, length_s: float) -> tuple[np.ndarray, int, float]:
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(rate), duration
 
 
-def fingerprint_file(path: Path, length_s: float = 120.0) -> Fingerprint:
-    """Chromaprint fingerprint of the first ``length_s`` seconds (0 = whole file)."""
+def fingerprint_file(path: Path, length_s: float = LENGTH_S, head: Optional["Head"] = None) -> Fingerprint:
+    """Chromaprint fingerprint of the first ``length_s`` seconds (0 = whole file); from ``head`` (those seconds as
+    ``audio_check.check_audio_head`` decoded them) when given, without reading the file again."""
     es = _essentia_standard()
     if es is None:
         raise FingerprintError("essentia's Chromaprinter is not available: pip install essentia "
                                "(a dependency of this project) or set ingest.dedup=false")
-    mono, rate, duration = _read_mono(Path(path), length_s)
+    if head is not None:
+        mono, rate, duration = head.mono, head.rate, head.duration_s
+    else:
+        mono, rate, duration = _read_mono(Path(path), length_s)
     if mono.size == 0:
         raise FingerprintError(f"{path}: no audio to fingerprint")
     try:
@@ -174,15 +182,17 @@ def fingerprint_file(path: Path, length_s: float = 120.0) -> Fingerprint:
     return Fingerprint(duration if items.size else 0.0, items)
 
 
-def cached_fingerprint(path: Path, content_hash: str, cache_dir: Path, length_s: float = 120.0) -> Fingerprint:
-    """fingerprint_file, kept in ``cache_dir/<hash[:2]>/<hash>-<length>.json`` so reruns skip decoding."""
+def cached_fingerprint(path: Path, content_hash: str, cache_dir: Path, length_s: float = LENGTH_S,
+                       head: Optional["Head"] = None) -> Fingerprint:
+    """fingerprint_file (from ``head`` when given), kept in ``cache_dir/<hash[:2]>/<hash>-<length>.json`` so reruns
+    skip decoding."""
     cache = Path(cache_dir) / content_hash[:2] / f"{content_hash}-{int(length_s)}.json"
     if cache.is_file():
         try:
             return Fingerprint.from_dict(json.loads(cache.read_text()))
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is recomputed
-    fp = fingerprint_file(path, length_s)
+    fp = fingerprint_file(path, length_s, head)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{threading.get_ident()}.partial")
     tmp.write_text(json.dumps(fp.to_dict()))

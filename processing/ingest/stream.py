@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from .. import audio_io
-from .audio_check import check_audio
+from .audio_check import check_audio_head
 from ..config import IngestConfig
 from .download import DownloadStore, check_limits_before, download_item, resolve, validate_config
 from .failures import EARLIER_RUN, FailureLog, IngestFailure
-from .fingerprint import DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint, chromaprint_available
+from .fingerprint import (LENGTH_S, DuplicateIndex, Fingerprint, FingerprintError, cached_fingerprint,
+                          chromaprint_available)
 from .sources import LIST_SUFFIXES, child_spec, expand_local_source, song_id_problem
 from ..types import Failure, SongMetadata, Song, SourceSpec
 
@@ -129,8 +130,10 @@ class _Done:
 
 def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Optional[str], cfg: IngestConfig,
             fingerprints: Optional[Path]) -> _Done:
-    """Check the file and the limits; hash and fingerprint it (fingerprints: cache folder, None = off)."""
-    duration, rate, channels = check_audio(path)
+    """Check the file and the limits; hash and fingerprint it (fingerprints: cache folder, None = off). The check
+    decodes the file in full (most formats): it keeps the first seconds for the fingerprint, which then needs no
+    decode of its own."""
+    (duration, rate, channels), head = check_audio_head(path, LENGTH_S if fingerprints else 0.0)
     meta = _metadata_from_spec(spec, meta)
     if duration < cfg.min_duration_s:
         raise IngestFailure("too_short", f"too short: {duration:.1f} s < min_duration_s {cfg.min_duration_s:g} s")
@@ -146,7 +149,7 @@ def _finish(spec: SourceSpec, path: Path, meta: SongMetadata, default_id: Option
     fp = None
     if fingerprints:
         try:
-            fp = cached_fingerprint(path, content_hash, fingerprints)
+            fp = cached_fingerprint(path, content_hash, fingerprints, LENGTH_S, head)
         except FingerprintError as exc:
             log.warning("%s: no fingerprint, duplicates by content hash only (%s)", song_id, exc)
     song = Song(song_id=song_id, audio_path=path, metadata=meta, content_hash=content_hash, duration_s=duration,
