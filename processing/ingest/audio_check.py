@@ -206,7 +206,8 @@ def check_audio_head(path: Path, head_s: float) -> tuple[tuple[float, int, int],
         if not head_frames:
             return None
         mono = np.concatenate(scan.head) if scan.head else np.zeros(0, np.float32)
-        return Head(np.ascontiguousarray(mono, dtype=np.float32), int(meta.samplerate), meta.frames / float(meta.samplerate))
+        sr = int(meta.samplerate)
+        return Head(np.ascontiguousarray(mono, dtype=np.float32), sr, meta.frames / float(sr))
 
     if _is_ogg(path):
         if not _ogg_complete(path):
