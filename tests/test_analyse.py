@@ -166,6 +166,34 @@ def test_drum_bass_excerpt_without_stems(shared_audio, tmp_path):
     assert 60 <= row["bpm"] <= 200 and row["loudness_lufs"] < -10
 
 
+def _same_outputs(a, b) -> bool:
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    return len(a) == len(b) and all(type(x) is type(y) and np.array_equal(np.asarray(x), np.asarray(y))
+                                    for x, y in zip(a, b))
+
+
+def test_essentia_algorithms_without_essentia_standard_give_its_outputs(shared_audio):
+    """Every essentia algorithm a build uses, built one at a time (processing.essentia_algorithms, which spares each
+    process the 1.1 s import of essentia.standard), gives essentia.standard's outputs exactly, type for type."""
+    import essentia.standard as es
+
+    from processing.essentia_algorithms import algorithm
+
+    uses = [("RhythmExtractor2013", {"method": "multifeature"}), ("Danceability", {"sampleRate": 44100}),
+            ("Chromaprinter", {"sampleRate": 44100.0, "maxLength": 120.0}),
+            *(("KeyExtractor", {"profileType": p, "sampleRate": 44100}) for p in ("shaath", "edma", "temperley"))]
+    for name, start in ((VIBE_ACE, 10), (PIANO, 30)):
+        x = to_mono(clip(shared_audio / name, start, 12), 44100)
+        for algo, params in uses:
+            assert _same_outputs(algorithm(algo, **params)(x), getattr(es, algo)(**params)(x)), (name, algo)
+    # what essentia.standard's wrapper does to its inputs: float64 narrowed to float32, strided arrays copied
+    rhythm = algorithm("RhythmExtractor2013", method="multifeature")
+    assert _same_outputs(rhythm(x.astype(np.float64)), rhythm(x))
+    assert _same_outputs(rhythm(np.repeat(x, 2)[::2]), rhythm(x))
+    with pytest.raises(ValueError, match="takes 1 input"):
+        rhythm(x, x)
+
+
 def test_hpss_equals_librosas_bit_for_bit(shared_audio):
     """features.hpss is librosa.decompose.hpss written out (so that analysis never imports scikit-learn and pandas):
     the same harmonic and percussive parts, bit for bit, on a real clip and on a spectrogram with silent frames."""

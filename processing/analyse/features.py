@@ -79,20 +79,13 @@ def steady_beat(f: "Features") -> bool:
     return f.bpm > 0 and f.bpm_confidence >= (STEADY_BEAT if f.tempo_method == "rnn" else 1.5)
 
 
-def essentia_standard():
-    """essentia.standard with essentia's INFO chatter (printed at import) switched off."""
-    import essentia
-
-    essentia.log.infoActive = False
-    import essentia.standard
-
-    return essentia.standard
-
-
 @functools.lru_cache(maxsize=None)
 def _algorithm(name: str, **params):
-    """One essentia algorithm per process and settings: building one costs ~40 ms, more than using it."""
-    return getattr(essentia_standard(), name)(**params)
+    """One essentia algorithm per process and settings: building one costs ~40 ms, more than using it. (Without
+    ``essentia.standard``, which takes 1.1 s to import: ``essentia_algorithms``.)"""
+    from ..essentia_algorithms import algorithm
+
+    return algorithm(name, **params)
 
 
 def to_mono(audio: AudioData, rate: int) -> np.ndarray:

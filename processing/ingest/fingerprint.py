@@ -27,7 +27,6 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -61,23 +60,26 @@ class Fingerprint:
         return cls(float(data["duration_s"]), np.asarray(data["items"], dtype=np.uint32))
 
 
-@lru_cache(maxsize=1)
-def _essentia_standard():
-    """essentia.standard with its INFO chatter switched off, or None when essentia is missing."""
+def _chromaprinter(rate: float, length_s: float):
+    """essentia's Chromaprinter (without ``essentia.standard``: ``essentia_algorithms``), or None when essentia or
+    its Chromaprint is missing. A new one per call: ingest fingerprints on several threads, and an essentia
+    algorithm is not thread-safe."""
     try:
-        import essentia
+        from ..essentia_algorithms import algorithm
 
-        essentia.log.infoActive = False
-        import essentia.standard
+        return algorithm("Chromaprinter", sampleRate=float(rate), maxLength=float(length_s))
     except ImportError:
         return None
-    return essentia.standard if hasattr(essentia.standard, "Chromaprinter") else None
+    except ValueError as exc:  # an essentia built without Chromaprint: "Identifier ... not found in registry"
+        if "not found in registry" in str(exc):
+            return None
+        raise
 
 
 def chromaprint_available() -> bool:
-    """True when essentia is installed (a declared dependency), found without importing it: ``essentia.standard``
-    takes ~1.3 s to import, which a rerun whose fingerprints are all cached never needs. (A build of essentia
-    without Chromaprint is caught at the first fingerprint computed, which then fails with that reason.)"""
+    """True when essentia is installed (a declared dependency), found without importing it (a rerun whose
+    fingerprints are all cached never needs it). (A build of essentia without Chromaprint is caught at the first
+    fingerprint computed, which then fails with that reason.)"""
     import importlib.util
 
     return importlib.util.find_spec("essentia") is not None
@@ -163,18 +165,21 @@ def _read_mono(path: Path, length_s: float) -> tuple[np.ndarray, int, float]:
 def fingerprint_file(path: Path, length_s: float = LENGTH_S, head: Optional["Head"] = None) -> Fingerprint:
     """Chromaprint fingerprint of the first ``length_s`` seconds (0 = whole file); from ``head`` (those seconds as
     ``audio_check.check_audio_head`` decoded them) when given, without reading the file again."""
-    es = _essentia_standard()
-    if es is None:
-        raise FingerprintError("essentia's Chromaprinter is not available: pip install essentia "
-                               "(a dependency of this project) or set ingest.dedup=false")
     if head is not None:
         mono, rate, duration = head.mono, head.rate, head.duration_s
     else:
         mono, rate, duration = _read_mono(Path(path), length_s)
+    try:
+        chromaprinter = _chromaprinter(rate, length_s)
+    except (RuntimeError, ValueError) as exc:
+        raise FingerprintError(f"{path}: Chromaprint failed ({exc})") from None
+    if chromaprinter is None:
+        raise FingerprintError("essentia's Chromaprinter is not available: pip install essentia "
+                               "(a dependency of this project) or set ingest.dedup=false")
     if mono.size == 0:
         raise FingerprintError(f"{path}: no audio to fingerprint")
     try:
-        compressed = es.Chromaprinter(sampleRate=float(rate), maxLength=float(length_s))(mono)
+        compressed = chromaprinter(mono)
         _, items = decode_fingerprint(compressed)
     except (RuntimeError, ValueError) as exc:
         raise FingerprintError(f"{path}: Chromaprint failed ({exc})") from None
