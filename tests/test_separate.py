@@ -264,6 +264,33 @@ def test_offline_neighbour_median_equals_librosas_nn_filter_bit_for_bit(shared_a
         np.testing.assert_array_equal(neighbour_median(rows, neighbours), expected)
 
 
+def test_softmask_equals_librosas_bit_for_bit(shared_audio):
+    """processing.softmask (the offline separator's and HPSS's masks) gives librosa.util.softmask's numbers and
+    dtype exactly: real stereo spectra with silent frames in one or both, float32 and float64, powers 1, 2 and 1.5,
+    zeros split or not; and refuses what librosa refuses."""
+    import librosa
+
+    from processing.softmask import softmask
+
+    stereo = audio_io.decode(shared_audio / VIBE_ACE).samples[:, 10 * 44100: 16 * 44100]
+    x, ref = (np.abs(librosa.stft(np.ascontiguousarray(channel), n_fft=2048, hop_length=512)) for channel in stereo)
+    x[:, 100:110], ref[:, 105:120] = 0, 0  # frames where one or both are silent (bins below float's tiny)
+    assert (np.maximum(x, ref) == 0).any() and ((x == 0) & (ref > 0)).any()
+    for dtype in (np.float32, np.float64):
+        for power in (1, 2.0, 1.5):
+            for split_zeros in (False, True):
+                a, b = x.astype(dtype), 2.0 * ref.astype(dtype)
+                expected = librosa.util.softmask(a, b, power=power, split_zeros=split_zeros)
+                got = softmask(a, b, power=power, split_zeros=split_zeros)
+                assert got.dtype == expected.dtype, (dtype, power)
+                assert np.array_equal(*(np.ascontiguousarray(m).view(np.uint8) for m in (got, expected))), \
+                    (dtype, power, split_zeros)  # bit for bit
+    for bad in (dict(x=x, x_ref=ref[:, :-1]), dict(x=-x, x_ref=ref), dict(x=x, x_ref=ref, power=0.0),
+                dict(x=x, x_ref=ref, power=np.inf)):
+        with pytest.raises(ValueError, match="softmask"):
+            softmask(**bad)
+
+
 def test_offline_separator_handles_clips_shorter_than_its_window():
     mix = AudioData(np.random.default_rng(0).standard_normal((2, 1000)).astype(np.float32) * 0.1, 44100)
     stems = OfflineSeparator().separate(mix)

@@ -28,6 +28,7 @@ import librosa
 import numpy as np
 
 from ..config import SeparateConfig
+from ..softmask import softmask
 from ..types import AudioData
 
 
@@ -133,8 +134,8 @@ class OfflineSeparator:
             filtered = neighbour_median(np.ascontiguousarray(mag.T), neighbours)  # frames as rows
             repeating = np.minimum(mag, filtered.T)
             varying = mag - repeating
-            mask_other = librosa.util.softmask(repeating, self.margin_accompaniment * varying, power=self.power)
-            mask_vocals = librosa.util.softmask(varying, self.margin_vocals * repeating, power=self.power)
+            mask_other = softmask(repeating, self.margin_accompaniment * varying, power=self.power)
+            mask_vocals = softmask(varying, self.margin_vocals * repeating, power=self.power)
             other[c] = librosa.istft(mask_other * spectra[c], hop_length=hop, n_fft=n_fft, length=frames)
             vocals[c] = librosa.istft(mask_vocals * spectra[c], hop_length=hop, n_fft=n_fft, length=frames)
         return {"vocals": AudioData(vocals, sr), "other": AudioData(other, sr)}
