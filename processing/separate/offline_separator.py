@@ -86,7 +86,7 @@ class OfflineSeparator:
     """REPET-SIM soft masking; stems "vocals" and "other" (the accompaniment). See the module docstring.
 
     Lower quality than Demucs, needs no weights and no torch model; about 2.5 s per 30 s of stereo
-    44.1 kHz audio on one CPU core (a 75 s synthetic song: 5.8-6.1 s; 7.1-7.9 s with librosa's softmask).
+    44.1 kHz audio on one CPU core (a 75 s synthetic song: 5.7-6.3 s; 7.0-7.1 s with librosa's softmask).
     """
 
     cfg: Optional[SeparateConfig] = None
