@@ -1,4 +1,5 @@
-"""``librosa.util.softmask`` for a finite power, the same numbers bit for bit, ~3x faster.
+"""``librosa.util.softmask`` for a finite power, the same numbers bit for bit, faster (4-5x for powers 1 and 2, ~2x for
+other powers: measured on 30 s real spectrograms, float32 and float64).
 
 Hand-written because librosa's divides through boolean-index gathers (``mask[good] /= mask[good] + ref[good]``),
 copying every element it keeps twice; here the division skips the masked elements in place (``np.divide(...,
